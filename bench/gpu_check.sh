@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# GPU check of issue 6 (at most ~5 minutes on a CUDA machine), run from the repo root after `pip install -e .`:
+#
+#     bash bench/gpu_check.sh [OUT_DIR]
+#
+# 1. the fusion trainer on CUDA at batch 1024: the seed's per-sample DataLoader loop vs fusion_nb.train.fit
+#    (samples/s, speed-up, fp32 matmul rate of the GPU and our share of it) and predict_proba throughput;
+# 2. the default smoke pipeline (simulate -> views -> heads + single-view twins + trees -> report) on the GPU via
+#    fusion_nb.experiment.run_experiment(smoke=True, device='cuda').
+# Figures are printed and written under OUT_DIR (default outputs/bench/<timestamp>_gpu/).
+# Settings via the environment: DEVICE (default cuda), ROWS (training rows, default 1000000), HIDDEN (head widths,
+# default "64 256"), SCORE_ROWS (default 1000000), THREADS (CPU threads, default 4). Each step has a time limit; a step
+# that fails or runs out of time is reported and the next one still runs (exit status 1 at the end).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+DEVICE=${DEVICE:-cuda}
+ROWS=${ROWS:-1000000}
+THREADS=${THREADS:-4}
+HIDDEN=${HIDDEN:-64 256}
+SCORE_ROWS=${SCORE_ROWS:-1000000}
+FAILED=""
+OUT=${1:-outputs/bench/$(date +%Y%m%d-%H%M%S)_gpu}
+if [ -e "$OUT" ] && [ -n "$(ls -A "$OUT" 2>/dev/null)" ]; then echo "gpu_check: $OUT exists and is not empty; pass a new folder." >&2; exit 2; fi
+mkdir -p "$OUT"
+START=$(date +%s)
+
+echo "== environment =="
+$PY - "$DEVICE" <<'PY'
+import sys, os, torch, fusion_nb
+device = sys.argv[1]
+print(f'fusion_nb {fusion_nb.__version__}, torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}, '
+      f'load average {os.getloadavg()}')
+if torch.cuda.is_available(): print('GPU:', torch.cuda.get_device_name(0), f'{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB')
+if device.startswith('cuda') and not torch.cuda.is_available():
+    sys.exit('gpu_check: DEVICE=cuda but torch sees no CUDA device (CPU-only torch build or no driver). '
+             'Install a CUDA build of torch, or run DEVICE=cpu bash bench/gpu_check.sh to exercise the script on the CPU.')
+PY
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu --format=csv || true
+
+echo; echo "== 1. fusion trainer on $DEVICE: seed-style DataLoader vs fusion_nb fit, batch 1024; predict_proba =="
+# shellcheck disable=SC2086  # HIDDEN is a list
+timeout 200 $PY bench/fusion_step.py --device "$DEVICE" --threads "$THREADS" --batch-sizes 1024 --rows "$ROWS" --epochs 1 \
+    --hidden-dims $HIDDEN --score-rows "$SCORE_ROWS" --out "$OUT/fusion_step" || { echo "STEP 1 FAILED or timed out (exit $?)"; FAILED="$FAILED 1"; }
+
+echo; echo "== 2. default smoke pipeline on $DEVICE (run_experiment(smoke=True)) =="
+cat > "$OUT/smoke_check.py" <<'PY'
+import os, sys, time, warnings
+os.environ.setdefault('TQDM_DISABLE', '1')
+warnings.filterwarnings('ignore')
+from fusion_nb.experiment import run_experiment
+device, out, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+t0 = time.perf_counter()
+r = run_experiment(smoke=True, device=device, output_dir=out, threads=threads)
+env, run = r['environment'], r['run']
+print(f"device {env.get('device')} ({env.get('device_name')}), run {run['dir']}")
+print(f"wall {time.perf_counter() - t0:.1f} s (run duration {run['duration_s']} s); stage timings {run['timings']}")
+print(f"view timings {r['dataset'].get('view_timings')}; rows per split {r['dataset'].get('rows') or r['dataset'].get('n')}")
+for key, m in r['models'].items():
+    print(f"  {key:<22} test AP {m['test']['average_precision'] if m['test']['average_precision'] is None else round(m['test']['average_precision'], 4)}"
+          f"  train {m['train_time_s']:.1f} s  epochs {m['epochs']}")
+assert str(env.get('device', '')).startswith(device.split(':')[0]), f"expected the run on {device}, results say {env.get('device')}"
+PY
+# the library's progress bars go to $OUT/smoke_stderr.log (shown if the step fails)
+timeout 120 $PY "$OUT/smoke_check.py" "$DEVICE" "$OUT/smoke" "$THREADS" 2>"$OUT/smoke_stderr.log" || {
+    echo "STEP 2 FAILED or timed out (exit $?); last lines of $OUT/smoke_stderr.log:"; tail -n 15 "$OUT/smoke_stderr.log"; FAILED="$FAILED 2"; }
+echo; echo "gpu_check done in $(( $(date +%s) - START )) s; figures in $OUT${FAILED:+; FAILED steps:$FAILED}"
+[ -z "$FAILED" ]

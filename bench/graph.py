@@ -1,0 +1,91 @@
+"""(c) Graph build and GNN epochs vs graph size, on simulated transactions.
+
+For each size: `build_account_graph(tx)` (all transactions as edges), `graph_inputs` (the mean adjacencies
+an encoder pass needs), a few full-batch training epochs of `train_gnn_encoder` on the train-period graph
+(median epoch time; setup = the rest of the call), and `graph_embeddings` (every row embedded with its
+split's visible graph). Seconds and edges/s.
+
+    python bench/graph.py                          # 100k, 300k, 1M transactions; HybridGNN_L2_H64 and HybridGNN_L4_H320
+    python bench/graph.py --quick
+    python bench/graph.py --graph-sizes 1000000 --gnn-presets DeepSAGE_L6_H384
+"""
+from __future__ import annotations
+import argparse, time
+import common
+
+
+def add_args(ap):
+    g = ap.add_argument_group('(c) graph build and GNN epochs')
+    g.add_argument('--graph-sizes', type=int, nargs='+', default=None, help='transactions (default 100000 300000 1000000; --quick 30000 100000)')
+    g.add_argument('--gnn-presets', nargs='+', default=None,
+                   help='GNN presets (default HybridGNN_L2_H64 = ours and HybridGNN_L4_H320 = the seed; --quick the first)')
+    g.add_argument('--gnn-bench-epochs', type=int, default=3, help='training epochs timed per size (default 3)')
+
+
+def run(args, out) -> list[str]:
+    import numpy as np, torch
+    from fusion_nb.simulator import simulate_transactions
+    from fusion_nb.views import default_split
+    from fusion_nb.graph_view import build_account_graph, graph_inputs, train_gnn_encoder, graph_embeddings, _gnn_device
+    device = _gnn_device(args.device)
+    sizes = args.graph_sizes or ([30_000, 100_000] if args.quick else [100_000, 300_000, 1_000_000])
+    presets = args.gnn_presets or (['HybridGNN_L2_H64'] if args.quick else ['HybridGNN_L2_H64', 'HybridGNN_L4_H320'])
+    results = []
+    for n in sizes:
+        tx = simulate_transactions(n_transactions=n, seed=0)
+        split = default_split(tx)
+        times, graph = common.timed(lambda: build_account_graph(tx), repeat=3, warmup=1)
+        build_s = min(times)
+        times, _ = common.timed(lambda: graph_inputs(graph, device), repeat=3, warmup=1, device=device)
+        inputs_s = min(times)
+        edges, nodes, train_edges = int(graph.edge_index.shape[1]), int(graph.num_nodes), int((split == 'train').sum())
+        for preset in presets:
+            t0 = time.perf_counter()
+            encoder, history = train_gnn_encoder(tx, split, preset=preset, emb_dim=32, epochs=args.gnn_bench_epochs, lr=5e-3,
+                                                 device=device, progress=False)
+            common.sync(device); train_s = time.perf_counter() - t0
+            epoch_s = float(np.median(history['seconds']))
+            t0 = time.perf_counter(); graph_embeddings(encoder, tx, split, device=device); common.sync(device)
+            embed_s = time.perf_counter() - t0
+            results.append(dict(transactions=n, nodes=nodes, edges=edges, train_edges=train_edges, preset=preset, device=str(device),
+                                build_s=round(build_s, 3), build_edges_per_s=round(edges / build_s),
+                                inputs_s=round(inputs_s, 3), epoch_s=round(epoch_s, 3), epoch_edges_per_s=round(train_edges / epoch_s),
+                                train_setup_s=round(train_s - sum(history['seconds']), 3), embed_s=round(embed_s, 3),
+                                embed_edges_per_s=round(edges / embed_s)))
+        del tx, graph
+    plot(results, out / 'c_graph.png')
+    notes = [f'build: build_account_graph on all rows (best of 3); inputs: graph_inputs (mean adjacencies, best of 3); epoch: median of '
+             f'{args.gnn_bench_epochs} full-batch train_gnn_encoder epochs on the train-period graph (70% of rows, loss on up to 262,144 rows); '
+             f'setup: the rest of that call (features, visible graph, inputs); embed: graph_embeddings for all rows (3 visible graphs). '
+             f'threads={torch.get_num_threads()}.']
+    return [common.report('(c) graph build and GNN epochs vs graph size', results,
+                          ['transactions', 'nodes', 'edges', 'preset', 'device', 'build_s', 'build_edges_per_s', 'inputs_s', 'epoch_s',
+                           'epoch_edges_per_s', 'train_setup_s', 'embed_s'], notes, out, 'c_graph')]
+
+
+def plot(results, path):
+    plt = common.pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    build = {r['edges']: r['build_s'] for r in results}
+    ax.plot(list(build), list(build.values()), 'o-', label='build_account_graph')
+    for preset in dict.fromkeys(r['preset'] for r in results):
+        rs = [r for r in results if r['preset'] == preset]
+        ax.plot([r['edges'] for r in rs], [r['epoch_s'] for r in rs], 's-', label=f'{preset}: one training epoch')
+        ax.plot([r['edges'] for r in rs], [r['embed_s'] for r in rs], '^--', label=f'{preset}: embed all rows')
+    ax.set_xscale('log'); ax.set_yscale('log'); ax.set_xlabel('edges (transactions)'); ax.set_ylabel('seconds')
+    ax.set_title(f"Graph view cost vs size ({results[0]['device']})"); ax.legend(fontsize=8); ax.grid(alpha=0.3, which='both')
+    common.save_png(fig, path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_common_args(ap); add_args(ap)
+    args = ap.parse_args(argv)
+    common.pin_threads(args.threads)
+    out = common.out_dir(args.out, 'graph')
+    run(args, out); common.write_meta(out, 'graph', args)
+    print(f'figures written to {out}')
+
+
+if __name__ == '__main__':
+    main()
