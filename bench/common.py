@@ -4,7 +4,7 @@ Benchmarks are scripts, not tests: nbdev-test never runs them and nothing here a
 Import this module before fusion_nb or torch (it turns tqdm bars off and pins BLAS threads).
 """
 from __future__ import annotations
-import csv, io, json, os, platform, statistics, sys, time
+import argparse, csv, io, json, os, platform, statistics, sys, time
 from pathlib import Path
 
 os.environ.setdefault('TQDM_DISABLE', '1')          # progress bars would interleave with the tables
@@ -131,3 +131,14 @@ def write_meta(out: Path, name: str, args, extra: dict | None = None):
     meta = dict(benchmark=name, command=' '.join([Path(sys.executable).name] + sys.argv), args=vars(args),
                 machine=machine(), load_average=load_average(), finished=time.strftime('%Y-%m-%d %H:%M:%S'), **(extra or {}))
     atomic_write_text(out / f'meta-{name}.json', json.dumps(meta, indent=1, default=str) + '\n')
+
+
+def script_main(doc: str, name: str, add_args, run, argv=None):
+    "The command line of one benchmark script: common and own options, pinned threads, a new output folder, run, metadata."
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(ap); add_args(ap)
+    args = ap.parse_args(argv)
+    pin_threads(args.threads)
+    out = out_dir(args.out, name)
+    run(args, out); write_meta(out, name, args)
+    print(f'figures written to {out}')

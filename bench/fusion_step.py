@@ -11,7 +11,7 @@ trained head with fusion_nb.train.predict_proba (target >= 200k transactions/s o
     python bench/fusion_step.py --device cuda --batch-sizes 1024 --rows 1000000
 """
 from __future__ import annotations
-import argparse, time
+import time
 import common
 
 SCORE_TARGET = 200_000          # transactions/s on CPU
@@ -245,13 +245,7 @@ def plot(training, scoring, path):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.add_common_args(ap); add_args(ap)
-    args = ap.parse_args(argv)
-    common.pin_threads(args.threads)
-    out = common.out_dir(args.out, 'fusion_step')
-    run(args, out); common.write_meta(out, 'fusion_step', args)
-    print(f'figures written to {out}')
+    common.script_main(__doc__, 'fusion_step', add_args, run, argv)
 
 
 if __name__ == '__main__':

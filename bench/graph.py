@@ -10,7 +10,7 @@ split's visible graph). Seconds and edges/s.
     python bench/graph.py --graph-sizes 1000000 --gnn-presets DeepSAGE_L6_H384
 """
 from __future__ import annotations
-import argparse, time
+import time
 import common
 
 
@@ -78,13 +78,7 @@ def plot(results, path):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.add_common_args(ap); add_args(ap)
-    args = ap.parse_args(argv)
-    common.pin_threads(args.threads)
-    out = common.out_dir(args.out, 'graph')
-    run(args, out); common.write_meta(out, 'graph', args)
-    print(f'figures written to {out}')
+    common.script_main(__doc__, 'graph', add_args, run, argv)
 
 
 if __name__ == '__main__':

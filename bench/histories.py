@@ -16,7 +16,7 @@ Targets: >= 20x the groupby-apply (rows/s on the same subset), within 3x of the 
     python bench/histories.py --hist-sizes 100000 1000000 6360000
 """
 from __future__ import annotations
-import argparse, time
+import time
 import common
 
 TARGET_VS_GROUPBY, TARGET_VS_FLOOR = 20.0, 3.0
@@ -157,13 +157,7 @@ def plot(results, path):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.add_common_args(ap); add_args(ap)
-    args = ap.parse_args(argv)
-    common.pin_threads(args.threads)
-    out = common.out_dir(args.out, 'histories')
-    run(args, out); common.write_meta(out, 'histories', args)
-    print(f'figures written to {out}')
+    common.script_main(__doc__, 'histories', add_args, run, argv)
 
 
 if __name__ == '__main__':
