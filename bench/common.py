@@ -68,6 +68,7 @@ def timed(fn, repeat=1, warmup=0, device='cpu'):
     for _ in range(warmup): fn()
     times, result = [], None
     for _ in range(repeat):
+        result = None                   # free the last result first: every call starts from the same memory state
         sync(device); start = time.perf_counter()
         result = fn()
         sync(device); times.append(time.perf_counter() - start)

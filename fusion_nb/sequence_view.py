@@ -106,16 +106,30 @@ class Histories:
                     no_history=round(float(1 - has.mean()), 4), full_src=round(float((src_len == self.k).mean()), 4))
 
 # %% ../nbs/04_sequence_view.ipynb #3c32786a
-def _last_k(first: np.ndarray, length: np.ndarray, event_row: np.ndarray, k: int, chunk: int = 1 << 18) -> np.ndarray:
-    "[N, k] rows of events `first .. first + length - 1` per row (length 0 where `first` is -1), -1 padded."
-    out = np.full((len(first), k), -1, dtype=np.int64)
-    steps = np.arange(k)
-    for lo in range(0, len(first), chunk):     # chunks bound the [chunk, k] temporaries, not a per-row loop
-        f, l = first[lo:lo + chunk, None], length[lo:lo + chunk, None]
-        valid = steps < l
-        out[lo:lo + chunk] = np.where(valid, event_row[np.where(valid, f + steps, 0)], -1)
+def _stable_argsort(keys: np.ndarray) -> np.ndarray:
+    "`np.argsort(keys, kind='stable')` for non-negative integer keys, as a radix sort over 16-bit digits (linear time)."
+    order, shift = np.arange(len(keys)), 0
+    top = int(keys.max()) if len(keys) else 0
+    if len(keys) and int(keys.min()) < 0: raise ValueError('_stable_argsort needs non-negative keys.')
+    while True:
+        digit = ((keys if shift == 0 else keys[order]) >> shift) & 0xFFFF
+        order = order[np.argsort(digit.astype(np.uint16), kind='stable')]   # numpy sorts 16-bit keys with a stable radix sort
+        shift += 16
+        if top >> shift == 0: return order
+
+def _last_k(first: np.ndarray, length: np.ndarray, padded: np.ndarray, k: int, block: int = 4096) -> np.ndarray:
+    "[N, k] rows of `padded[first .. first + length - 1]` per row, -1 after them; `padded` ends with -1 (`length` 0: none)."
+    n, steps = len(first), np.arange(k)
+    pattern = np.where(steps < np.arange(k + 1)[:, None], steps, len(padded))   # [k + 1, k]: the steps a length keeps, then past the end
+    out, idx = np.empty((n, k), dtype=np.int64), np.empty((min(n, block), k), dtype=np.int64)
+    for lo in range(0, n, block):                                       # blocks keep `idx` in cache; not a per-row loop
+        b = idx[:min(block, n - lo)]
+        np.take(pattern, length[lo:lo + block], axis=0, out=b)
+        b += first[lo:lo + block, None]
+        np.take(padded, b, out=out[lo:lo + block], mode='clip')         # past the end clips to the final -1
     return out
 
+# %% ../nbs/04_sequence_view.ipynb #7096551c
 def build_histories(tx: Transactions, k: int = 16) -> Histories:
     "Last `k` transactions of each row's source and destination account strictly before it; Elliptic: its upstream trail."
     if k < 1: raise ValueError(f'k must be >= 1, found {k}.')
@@ -124,36 +138,36 @@ def build_histories(tx: Transactions, k: int = 16) -> Histories:
     src, dst = f['src'].to_numpy(dtype='int64').copy(), f['dst'].to_numpy(dtype='int64').copy()
     if (np.diff(time) < 0).any():
         raise ValueError(f'build_histories needs rows sorted by time (first disorder at row {int(np.argmax(np.diff(time) < 0)) + 1}); build the table with Transactions.from_frame.')
-    rows = np.arange(n, dtype=np.int64)
-    src_event, dst_event = src >= 0, (dst >= 0) & (dst != src)          # a self-transaction is one event
-    account = np.concatenate([src[src_event], dst[dst_event]])
-    if len(account) == 0:                                               # no accounts at all (Elliptic)
+    # events in row order: slot 2i is row i's sender, slot 2i + 1 its receiver (none for a self-transaction: one event)
+    slot_account = np.stack([src, np.where(dst != src, dst, -1)], axis=1).ravel()
+    slots = np.flatnonzero(slot_account >= 0)
+    if len(slots) == 0:                                                 # no accounts at all (Elliptic)
         empty = np.full((n, k), -1, dtype=np.int64)
         if tx.tx_edges is None:
             return Histories(empty, empty.copy(), np.zeros(n, np.int64), np.zeros(n, np.int64), time, src, dst)
         trail, trail_len = upstream_trail(tx, k)                        # the money's past stands in for the sender's
         return Histories(trail, empty, trail_len, np.zeros(n, np.int64), time, src, dst)
-    event_row = np.concatenate([rows[src_event], rows[dst_event]])
-    order = np.lexsort((event_row, account))                           # by account, then row = (time, tx_id)
-    account, event_row = account[order], event_row[order]
+    order = _stable_argsort(slot_account[slots])                         # by account, then row = (time, tx_id)
+    slots = slots[order]
+    account, event_row = slot_account[slots], slots >> 1
     event_time = time[event_row]
     new_account = np.r_[True, account[1:] != account[:-1]]
     new_block = new_account | np.r_[True, event_time[1:] != event_time[:-1]]
     group_start = np.flatnonzero(new_account)[np.cumsum(new_account) - 1]
     block_start = np.flatnonzero(new_block)[np.cumsum(new_block) - 1]
-    length = np.minimum(block_start - group_start, k)
-    first = block_start - length
-    position = np.empty(len(order), dtype=np.int64); position[order] = np.arange(len(order))
-    src_pos = np.full(n, -1, dtype=np.int64); src_pos[src_event] = position[:src_event.sum()]
-    dst_pos = np.full(n, -1, dtype=np.int64); dst_pos[dst_event] = position[src_event.sum():]
+    m = len(slots)                                                     # events; index m below means "no event"
+    length, first = np.zeros(m + 1, dtype=np.int64), np.zeros(m + 1, dtype=np.int64)
+    np.minimum(block_start - group_start, k, out=length[:m])
+    np.subtract(block_start, length[:m], out=first[:m])
+    position = np.full(2 * n, m, dtype=np.int64)                       # the event of each slot
+    position[slots] = np.arange(m)
+    position = position.reshape(n, 2)
     self_tx = (dst >= 0) & (dst == src)
-    dst_pos[self_tx] = src_pos[self_tx]
-    def role(pos):
-        ok = pos >= 0
-        l, fst = np.where(ok, length[np.where(ok, pos, 0)], 0), np.where(ok, first[np.where(ok, pos, 0)], 0)
-        return _last_k(fst, l, event_row, k), l
-    src_idx, src_len = role(src_pos)
-    dst_idx, dst_len = role(dst_pos)
+    position[self_tx, 1] = position[self_tx, 0]
+    padded = np.append(event_row, -1)
+    src_len, dst_len = length[position[:, 0]], length[position[:, 1]]
+    src_idx = _last_k(first[position[:, 0]], src_len, padded, k)
+    dst_idx = _last_k(first[position[:, 1]], dst_len, padded, k)
     return Histories(src_idx, dst_idx, src_len, dst_len, time, src, dst)
 
 # %% ../nbs/04_sequence_view.ipynb #113b9f5b
