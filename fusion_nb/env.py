@@ -13,7 +13,7 @@ import torch
 # %% auto #0
 __all__ = ['KNOWN_DATA_FILES', 'detect_platform', 'project_root', 'kaggle_input_root', 'find_files', 'data_dir', 'dev_data_dir',
            'output_root', 'new_run_dir', 'atomic_write_bytes', 'atomic_write_text', 'resolve_device', 'auto_threads',
-           'torch_threads', 'git_commit', 'environment_info']
+           'torch_threads', 'world', 'wrap_ddp', 'git_commit', 'environment_info']
 
 # %% ../nbs/00_env.ipynb #7bea525e
 def detect_platform(environ: dict | None = None) -> str:
@@ -156,6 +156,22 @@ def torch_threads(n: int):
     torch.set_num_threads(max(1, int(n)))
     try: yield
     finally: torch.set_num_threads(before)
+
+# %% ../nbs/00_env.ipynb #ce6afd32
+def world() -> tuple[int, int]:
+    "(world_size, rank) of the initialised process group, or (1, 0) without one."
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized(): return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+def wrap_ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    "`module` in DistributedDataParallel on `device` (its GPU, or the CPU with gloo); buffers are not broadcast each step."
+    import warnings
+    from torch.nn.parallel import DistributedDataParallel
+    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == 'cuda' else None
+    with warnings.catch_warnings():   # newer torch renames broadcast_buffers; False keeps its meaning on all versions
+        warnings.filterwarnings('ignore', message='.*broadcast_buffers.*', category=FutureWarning)
+        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
 
 # %% ../nbs/00_env.ipynb #9f66e59c
 def git_commit(path: str | os.PathLike | None = None) -> str | None:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from sklearn.metrics import average_precision_score, roc_auc_score
 from tqdm.auto import tqdm
 
-from .env import atomic_write_bytes, resolve_device
+from .env import atomic_write_bytes, resolve_device, world as _world, wrap_ddp as _ddp
 from .fusion import build_head, resolve_models
 
 # %% auto #0
@@ -378,20 +378,6 @@ def _single_class_warning(labels, desc):
             f"Use a validation window that contains fraud to select models by AP.")
 
 # %% ../nbs/07_train.ipynb #30fa45f6
-def _world() -> tuple[int, int]:
-    "(world_size, rank) of the initialised process group, or (1, 0) without one."
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized(): return dist.get_world_size(), dist.get_rank()
-    return 1, 0
-
-def _ddp(head: nn.Module, device: torch.device) -> nn.Module:
-    "`head` wrapped in DistributedDataParallel; buffers are averaged per epoch by `_sync_epoch`, not broadcast per step."
-    from torch.nn.parallel import DistributedDataParallel
-    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == 'cuda' else None
-    with warnings.catch_warnings():   # newer torch renames broadcast_buffers; False keeps its meaning on all versions
-        warnings.filterwarnings('ignore', message='.*broadcast_buffers.*', category=FutureWarning)
-        return DistributedDataParallel(head, device_ids=ids, broadcast_buffers=False)
-
 def _rank_loss(criterion: FocalLoss, logits, targets, batch_weight, world: int):
     "This rank's share of the whole batch's weighted-mean focal loss, scaled by `world` for DDP's gradient averaging."
     ce = F.cross_entropy(logits.float(), targets, reduction='none')
