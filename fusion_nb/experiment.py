@@ -54,6 +54,8 @@ class ExperimentConfig:
     gnn_preset: str = 'HybridGNN_L2_H64'   # graph encoder (GraphSAGE family, layers, width)
     seq_preset: str = 'BiLSTM_Attention'   # sequence encoder: BiLSTM_Attention|ResidualGRU|LSTM_CNN_Hybrid
     gnn_epochs: int = 100
+    gnn_fanout: str | None = None     # sampled mini-batch GNN training for large graphs: fan-outs per layer, e.g. '15,10' (-1: all)
+    gnn_batch_size: int = 4096        # transactions per sampled GNN mini-batch (with gnn_fanout)
     seq_epochs: int = 2
     emb_dim: int = 32                 # embedding width of each view
     history_k: int = 16               # past transactions per account in the sequence view
@@ -82,19 +84,33 @@ class ExperimentConfig:
         if self.dataset not in DATASETS:
             raise ValueError(f'dataset={self.dataset!r} is not one of {list(DATASETS)}.')
         for name in ('epochs', 'batch_size', 'patience', 'hidden_dim', 'demo_rows', 'seeds', 'n_transactions',
-                     'gnn_epochs', 'seq_epochs', 'emb_dim', 'history_k'):
+                     'gnn_epochs', 'seq_epochs', 'emb_dim', 'history_k', 'gnn_batch_size'):
             if int(getattr(self, name)) < 1: raise ValueError(f'{name} must be >= 1, got {getattr(self, name)!r}.')
         if self.nrows is not None and self.nrows < 1: raise ValueError(f'nrows must be >= 1 or None, got {self.nrows!r}.')
         if not 0 <= self.dropout < 1: raise ValueError(f'dropout must be in [0, 1), got {self.dropout!r}.')
         if self.lr <= 0: raise ValueError(f'lr must be > 0, got {self.lr!r}.')
         resolve_models(self.model)            # fail early on an unknown head or encoder name, before any data is read
         gnn_config(self.gnn_preset); resolve_seq_preset(self.seq_preset)
+        if self.gnn_fanout in ('', 'none', 'None'): self.gnn_fanout = None
+        fanout = self.fanout()
+        if fanout is not None and len(fanout) != gnn_config(self.gnn_preset).layers:
+            raise ValueError(f'gnn_fanout={self.gnn_fanout!r} gives {len(fanout)} fan-outs but gnn_preset {self.gnn_preset} has '
+                             f'{gnn_config(self.gnn_preset).layers} layers; give one per layer.')
+
+    def fanout(self) -> tuple[int, ...] | None:
+        "`gnn_fanout` as a tuple of ints (None: full-batch GNN training)."
+        if self.gnn_fanout is None: return None
+        try: fanout = tuple(int(f) for f in str(self.gnn_fanout).replace(' ', '').strip('[]()').split(','))
+        except ValueError: fanout = ()
+        if not fanout or any(f == 0 or f < -1 for f in fanout):
+            raise ValueError(f"gnn_fanout={self.gnn_fanout!r} must list one positive fan-out (or -1: all neighbours) per GNN layer, e.g. '15,10'.")
+        return fanout
 
     def views_config(self, device: str) -> ViewsConfig:
         "The encoder settings of this run."
         return ViewsConfig(gnn_preset=self.gnn_preset, seq_preset=self.seq_preset, emb_dim=self.emb_dim,
                            gnn_epochs=self.gnn_epochs, seq_epochs=self.seq_epochs, history_k=self.history_k,
-                           seed=self.seed, device=device)
+                           gnn_fanout=self.fanout(), gnn_batch_size=self.gnn_batch_size, seed=self.seed, device=device)
 
 # %% ../nbs/10_experiment.ipynb #39912e42
 def in_test() -> bool:
@@ -108,6 +124,7 @@ def smoke_config(config: ExperimentConfig) -> ExperimentConfig:
                                batch_size=min(config.batch_size, 256), seeds=1, smoke=True,
                                n_transactions=min(config.n_transactions, 8000), nrows=min(config.nrows or 30_000, 30_000),
                                gnn_preset='DeepSAGE_L2_H32', gnn_epochs=min(config.gnn_epochs, 10),
+                               gnn_fanout=None if config.fanout() is None else ','.join(map(str, (config.fanout() * 2)[:2])),
                                seq_epochs=1, emb_dim=min(config.emb_dim, 16), history_k=min(config.history_k, 8),
                                threads=config.threads or 1)      # one thread: the same numbers whatever else runs
 

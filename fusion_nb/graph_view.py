@@ -14,7 +14,8 @@ from torch_geometric.data import Data
 from torch_geometric.nn import SAGEConv
 from sklearn.metrics import average_precision_score
 from tqdm.auto import tqdm
-from .env import resolve_device
+from .env import resolve_device, world, wrap_ddp
+from .sampling import neighbor_sampler
 from .transactions import Transactions
 from .splits import SPLITS, visible_mask
 
@@ -22,7 +23,8 @@ from .splits import SPLITS, visible_mask
 __all__ = ['GRAPH_VISIBILITY', 'GNN_FAMILIES', 'SEED_GNN_PRESETS', 'GNN_PRESETS', 'visible_rows', 'safe_feature_columns',
            'type_categories', 'edge_features', 'graph_kind', 'account_node_features', 'build_account_graph',
            'build_tx_graph', 'visible_graph', 'GNNConfig', 'gnn_config', 'mean_adjacency', 'GraphInputs',
-           'graph_inputs', 'GraphSAGEEncoder', 'GNNEncoder', 'train_gnn_encoder', 'graph_embeddings']
+           'node_edge_means', 'graph_inputs', 'GraphSAGEEncoder', 'GNNEncoder', 'sampling_graph', 'subgraph_inputs',
+           'train_gnn_encoder', 'graph_embeddings']
 
 # %% ../nbs/03_graph_view.ipynb #8f8cd1c3
 GRAPH_VISIBILITY = {name: SPLITS[:i + 1] for i, name in enumerate(SPLITS)}   # a split sees itself and every earlier one
@@ -219,17 +221,23 @@ class GraphInputs:
     edge_in: torch.Tensor | None = None
     edge_out: torch.Tensor | None = None
 
+def node_edge_means(data: Data) -> tuple[torch.Tensor, torch.Tensor] | None:
+    "(mean features of the edges arriving at each node, of the edges leaving it), or None for a graph without edge features."
+    if getattr(data, 'edge_attr', None) is None or not data.edge_attr.shape[1]: return None
+    n = data.num_nodes
+    def node_mean(idx):
+        idx = data.edge_index[idx]
+        total = torch.zeros(n, data.edge_attr.shape[1]).index_add_(0, idx, data.edge_attr)
+        return total / torch.bincount(idx, minlength=n).clamp(min=1)[:, None]
+    return node_mean(1), node_mean(0)
+
 def graph_inputs(data: Data, device='cpu') -> GraphInputs:
     "Prepare a graph for the encoder: mean adjacencies in both directions and mean edge features per node."
     n = data.num_nodes
     src, dst = data.edge_index.numpy()
     inputs = GraphInputs(x=data.x.to(device), adj_in=mean_adjacency(dst, src, n, device), adj_out=mean_adjacency(src, dst, n, device))
-    if getattr(data, 'edge_attr', None) is not None and data.edge_attr.shape[1]:
-        def node_mean(idx):
-            idx = data.edge_index[idx]
-            total = torch.zeros(n, data.edge_attr.shape[1]).index_add_(0, idx, data.edge_attr)
-            return (total / torch.bincount(idx, minlength=n).clamp(min=1)[:, None]).to(device)
-        inputs.edge_in, inputs.edge_out = node_mean(1), node_mean(0)
+    means = node_edge_means(data)
+    if means is not None: inputs.edge_in, inputs.edge_out = (m.to(device) for m in means)
     return inputs
 
 # %% ../nbs/03_graph_view.ipynb #f052bcc8
@@ -279,6 +287,10 @@ class GNNEncoder(nn.Module):
         if self.kind == 'account': z = z + self.proj_dst(h)[dst] + self.proj_edge(edge_attr)
         return self.tail(z)
 
+    def forward(self, g: GraphInputs, src: torch.Tensor, dst: torch.Tensor | None = None, edge_attr: torch.Tensor | None = None) -> torch.Tensor:
+        "Fraud logits [B, 2] of the transactions given as in `embed`, computed on graph `g` (one call, as DistributedDataParallel needs)."
+        return self.head(self.embed(self.gnn(g), src, dst, edge_attr))
+
 # %% ../nbs/03_graph_view.ipynb #ee7ec2c3
 def _gnn_device(device) -> torch.device:
     "`resolve_device`, except that MPS (no sparse CSR kernels) falls back to the CPU."
@@ -307,43 +319,117 @@ def _rows_on(tx: Transactions, kind: str, rows: np.ndarray, feats: np.ndarray | 
             torch.from_numpy(feats[rows]).to(device))
 
 # %% ../nbs/03_graph_view.ipynb #a17a048e
+def sampling_graph(graph: Data) -> Data:
+    "The graph the samplers walk: each edge in both directions (`edge_direction` 0: as transacted, 1: reversed), node features, mean edge features per node."
+    e = graph.edge_index
+    data = Data(x=graph.x, edge_index=torch.cat([e, e.flip(0)], 1), num_nodes=graph.num_nodes,
+                edge_direction=torch.cat([torch.zeros(e.shape[1], dtype=torch.int8), torch.ones(e.shape[1], dtype=torch.int8)]))
+    means = node_edge_means(graph)
+    if means is not None: data.in_mean, data.out_mean = means
+    return data
+
+def subgraph_inputs(batch: Data, device='cpu') -> GraphInputs:
+    "`GraphInputs` of a sampled subgraph of a `sampling_graph`: its in- and out-edges as the two mean adjacencies."
+    n, (source, target) = batch.num_nodes, batch.edge_index.numpy()
+    reverse = batch.edge_direction.numpy().astype(bool)
+    inputs = GraphInputs(x=batch.x.to(device), adj_in=mean_adjacency(target[~reverse], source[~reverse], n, device),
+                         adj_out=mean_adjacency(target[reverse], source[reverse], n, device))
+    if 'in_mean' in batch: inputs.edge_in, inputs.edge_out = batch.in_mean.to(device), batch.out_mean.to(device)
+    return inputs
+
+def _sampled_batches(tx: Transactions, kind: str, data: Data, sampler, fanout, rows: np.ndarray, batch_size: int):
+    "PyG loader over `rows` (in order, `batch_size` per batch) yielding (subgraph, positions in `rows`, seed tensors for `GNNEncoder`)."
+    from torch_geometric.loader import LinkNeighborLoader, NeighborLoader
+    position = torch.arange(len(rows))
+    if kind == 'tx':
+        loader = NeighborLoader(data, fanout, input_nodes=torch.from_numpy(rows), batch_size=batch_size, neighbor_sampler=sampler)
+        for batch in loader: yield batch, batch.input_id, (torch.arange(batch.batch_size),)
+    else:
+        f = tx.frame
+        ends = torch.from_numpy(np.stack([f['src'].to_numpy()[rows], f['dst'].to_numpy()[rows]]))
+        loader = LinkNeighborLoader(data, fanout, edge_label_index=ends, edge_label=position, batch_size=batch_size, neighbor_sampler=sampler)
+        for batch in loader: yield batch, batch.edge_label, tuple(batch.edge_label_index)
+
+def _rank_rows(pick: np.ndarray, batch_size: int, world_size: int, rank: int) -> tuple[np.ndarray, int]:
+    "(this rank's rows in step order, rows per rank per step): every step's batch split over the ranks, the epoch wrapped round to whole steps."
+    per_rank = max(1, min(batch_size, len(pick)) // world_size)
+    steps = -(-len(pick) // (per_rank * world_size))
+    padded = np.resize(pick, steps * per_rank * world_size)                     # wraps round, as torch's DistributedSampler does
+    return padded.reshape(steps, world_size, per_rank)[:, rank].ravel(), per_rank
+
+# %% ../nbs/03_graph_view.ipynb #a00ec575
 def train_gnn_encoder(tx: Transactions, split, preset: str = 'HybridGNN_L4_H320', emb_dim: int = 64, epochs: int = 50,
                       lr: float = 1e-3, seed: int = 0, device='auto', dropout: float = 0.2, weight_decay: float = 1e-4,
-                      max_loss_rows: int = 262_144, progress: bool = True) -> tuple[GNNEncoder, dict]:
-    "Train a GNN encoder full-batch on the train-period graph with train labels only; returns (encoder, history)."
+                      max_loss_rows: int = 262_144, fanout: list[int] | None = None, batch_size: int = 4096,
+                      progress: bool = True) -> tuple[GNNEncoder, dict]:
+    "Train a GNN encoder on the train-period graph with train labels only (full-batch, or sampled mini-batches with `fanout`); returns (encoder, history)."
     split, config, device = _check_split(tx, split), gnn_config(preset, dropout), _gnn_device(device)
+    if fanout is not None and len(fanout) != config.layers:
+        raise ValueError(f'fanout {list(fanout)} lists {len(fanout)} hops but {config.name} has {config.layers} layers; give one count (or -1: all) per layer.')
     kind = graph_kind(tx)
     label = tx.frame['label'].to_numpy()
     rows = _loss_rows(label, split)
     y_all = label[rows].astype(np.int64)
     if len(rows) == 0 or y_all.min() == y_all.max():
         raise ValueError(f'the train split of source {tx.source!r} needs labelled rows of both classes to train a GNN encoder; found {np.bincount(y_all, minlength=2).tolist()} (legit, fraud) in {int((split == "train").sum())} train rows. Widen the train period or check the labels.')
+    world_size, rank = world()
     torch.manual_seed(seed)
     feats = edge_features(tx) if kind == 'account' else None
     graph = visible_graph(tx, split, 'train', feats)
-    inputs = graph_inputs(graph, device)
     edge_dim = graph.edge_attr.shape[1] if kind == 'account' else 0
     meta = dict(preset=config.name, kind=kind, emb_dim=emb_dim, epochs=epochs, lr=lr, seed=seed, source=tx.source,
                 node_feature_names=list(graph.node_feature_names), edge_feature_names=list(graph.edge_feature_names),
-                train_rows=int(len(rows)), train_fraud=int(y_all.sum()), graph_visibility={k: list(v) for k, v in GRAPH_VISIBILITY.items()})
+                train_rows=int(len(rows)), train_fraud=int(y_all.sum()), graph_visibility={k: list(v) for k, v in GRAPH_VISIBILITY.items()},
+                training='full-batch' if fanout is None else dict(fanout=[int(f) for f in fanout], batch_size=batch_size), world_size=world_size)
     encoder = GNNEncoder(kind, graph.x.shape[1], edge_dim, config, emb_dim, meta).to(device)
+    model = encoder if world_size == 1 else wrap_ddp(encoder, device)           # the same weights on every rank (DDP broadcasts rank 0's)
+    if world_size > 1 and rank: torch.manual_seed(seed + 7919 * rank)           # own dropout masks per rank
     opt = torch.optim.AdamW(encoder.parameters(), lr=lr, weight_decay=weight_decay)
     weight = _class_weights(y_all).to(device)
-    sampler = torch.Generator().manual_seed(seed)
+    edge_attr = torch.from_numpy(feats[0]) if feats else None
+    if fanout is None: inputs = graph_inputs(graph, device)
+    else: data, sampler = sampling_graph(graph), neighbor_sampler(sampling_graph(graph), fanout, seed=seed + 7919 * rank)
+    pick_rng = torch.Generator().manual_seed(seed)                              # the same on every rank
     history = dict(loss=[], train_ap=[], seconds=[])
-    bar = tqdm(range(epochs), desc=f'GNN {config.name}', disable=not progress)
-    for _ in bar:
-        start = time.perf_counter()
-        pick = (torch.randperm(len(rows), generator=sampler)[:max_loss_rows].sort().values.numpy()
-                if len(rows) > max_loss_rows else np.arange(len(rows)))
-        y = torch.from_numpy(y_all[pick]).to(device)
-        encoder.train()
-        logits = encoder.head(encoder.embed(encoder.gnn(inputs), *_rows_on(tx, kind, rows[pick], feats[0] if feats else None, device)))
-        loss = F.cross_entropy(logits, y, weight=weight)
+    bar = tqdm(range(epochs), desc=f'GNN {config.name}', disable=not progress or rank > 0)
+
+    def step(logits, y):
+        "One optimiser step on this rank's rows; the loss is its share of the whole batch's weighted mean (DDP averages gradients)."
+        w_sum = weight[y].sum()
+        if world_size > 1: torch.distributed.all_reduce(w_sum)
+        loss = F.cross_entropy(logits, y, weight=weight, reduction='sum') * world_size / w_sum
         opt.zero_grad(set_to_none=True); loss.backward()
         nn.utils.clip_grad_norm_(encoder.parameters(), 1.0); opt.step()
-        history['loss'].append(float(loss.detach()))
-        history['train_ap'].append(_ap(y_all[pick], logits.detach()[:, 1].float().cpu().numpy()))
+        return float(loss.detach()) / world_size * float(w_sum), float(w_sum)   # (this rank's weighted loss sum, the batch's weight sum)
+
+    for _ in bar:
+        start = time.perf_counter()
+        pick = (torch.randperm(len(rows), generator=pick_rng)[:max_loss_rows].sort().values.numpy()
+                if len(rows) > max_loss_rows else np.arange(len(rows)))
+        encoder.train()
+        if fanout is None:
+            mine = np.array_split(pick, world_size)[rank]
+            y = torch.from_numpy(y_all[mine]).to(device)
+            src_dst = _rows_on(tx, kind, rows[mine], feats[0] if feats else None, device)
+            logits = model(inputs, *src_dst)
+            loss_sum, weight_sum = step(logits, y)
+            seen_y, seen_score = [y_all[mine]], [logits.detach()[:, 1].float().cpu().numpy()]
+        else:
+            order = pick[torch.randperm(len(pick), generator=pick_rng).numpy()]
+            mine, per_rank = _rank_rows(order, batch_size, world_size, rank)
+            seen_y, seen_score, loss_sum, weight_sum = [], [], 0.0, 0.0
+            for batch, position, seeds in _sampled_batches(tx, kind, data, sampler, fanout, rows[mine], per_rank):
+                r = rows[mine][position.numpy()]
+                y = torch.from_numpy(label[r].astype(np.int64)).to(device)
+                extra = (edge_attr[r].to(device),) if kind == 'account' else ()
+                logits = model(subgraph_inputs(batch, device), *(s.to(device) for s in seeds), *extra)
+                part, w = step(logits, y)
+                loss_sum, weight_sum = loss_sum + part, weight_sum + w
+                seen_y.append(label[r]); seen_score.append(logits.detach()[:, 1].float().cpu().numpy())
+        if world_size > 1:
+            total = torch.tensor(loss_sum, dtype=torch.float64, device=device); torch.distributed.all_reduce(total); loss_sum = float(total)
+        history['loss'].append(loss_sum / max(weight_sum, 1e-12))                 # the epoch's weighted-mean loss over all ranks
+        history['train_ap'].append(_ap(np.concatenate(seen_y), np.concatenate(seen_score)))   # this rank's rows
         history['seconds'].append(time.perf_counter() - start)
         bar.set_postfix(loss=f'{history["loss"][-1]:.4f}', train_ap=f'{history["train_ap"][-1]:.3f}')
     return encoder.eval(), history

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from sklearn.metrics import average_precision_score
 from tqdm.auto import tqdm
-from .env import resolve_device
+from .env import resolve_device, world, wrap_ddp
 from .transactions import Transactions
 from .splits import check_split, labelled_mask
 
@@ -359,6 +359,12 @@ class SeqTrainResult:
     best_val_ap: float | None = None
     train_time_s: float = 0.0
 
+class _FraudScorer(nn.Module):
+    "The encoder and its classifier as one module (one forward call, as DistributedDataParallel needs)."
+    def __init__(self, encoder: SequenceEncoder):
+        super().__init__(); self.encoder = encoder
+    def forward(self, x, mask, current): return self.encoder.fraud_logit(self.encoder(x, mask, current))
+
 def _batches(rows: np.ndarray, batch_size: int):
     for lo in range(0, len(rows), batch_size): yield rows[lo:lo + batch_size]
 
@@ -402,22 +408,30 @@ def train_sequence_encoder(tx: Transactions, histories: Histories, split, preset
     encoder = SequenceEncoder(features.shape[1] + len(REL_FEATURES), features.shape[1], preset, emb_dim=emb_dim, hidden=hidden, k=histories.k).to(dev)
     features_t, hist_t = _as_tensor(features, dev), histories.to(dev)
     y_train = torch.as_tensor(labels[train_rows].astype(np.float32), device=dev)   # the only labels on the device
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(train_rows) - n_fraud) / n_fraud, device=dev))
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(train_rows) - n_fraud) / n_fraud, device=dev), reduction='sum')
     opt = torch.optim.AdamW(encoder.parameters(), lr=lr, weight_decay=1e-5)
-    shuffle = torch.Generator().manual_seed(seed)
+    world_size, rank = world()
+    model = _FraudScorer(encoder) if world_size == 1 else wrap_ddp(_FraudScorer(encoder), dev)   # DDP starts every rank from rank 0's weights
+    if world_size > 1 and rank: torch.manual_seed(seed + 7919 * rank)           # own dropout masks per rank
+    shuffle = torch.Generator().manual_seed(seed)                               # the same batches on every rank
     history = dict(train_loss=[], val_ap=[])
     best = (None, -1.0, 0)
-    bar = tqdm(total=epochs * -(-len(train_rows) // batch_size), desc=f'{encoder.preset}', disable=not progress, leave=False)
+    bar = tqdm(total=epochs * -(-len(train_rows) // batch_size), desc=f'{encoder.preset}', disable=not progress or rank > 0, leave=False)
     for epoch in range(epochs):
-        encoder.train(); total = 0.0
-        for pos in _batches(torch.randperm(len(train_rows), generator=shuffle).numpy(), batch_size):
+        encoder.train(); total = torch.zeros((), dtype=torch.float32 if dev.type == 'mps' else torch.float64, device=dev)
+        for batch in _batches(torch.randperm(len(train_rows), generator=shuffle).numpy(), batch_size):
+            bar.update(1)
+            if len(batch) < world_size: continue                               # every rank needs a row; the same on all ranks
+            pos = np.array_split(batch, world_size)[rank]                        # this rank's share of the batch
             r = torch.as_tensor(train_rows[pos], device=dev)
             x, mask = gather_sequences(features_t, hist_t, r)
-            loss = loss_fn(encoder.fraud_logit(encoder(x, mask, features_t[r])), y_train[torch.as_tensor(pos, device=dev)])
+            loss_sum = loss_fn(model(x, mask, features_t[r]), y_train[torch.as_tensor(pos, device=dev)])
+            loss = loss_sum * (world_size / len(batch))                          # share of the batch mean; DDP averages over ranks
             opt.zero_grad(set_to_none=True); loss.backward()
             nn.utils.clip_grad_norm_(encoder.parameters(), 1.0); opt.step()
-            total += loss.item() * len(pos); bar.update(1)
-        history['train_loss'].append(total / len(train_rows))
+            total += loss_sum.detach()
+        if world_size > 1: torch.distributed.all_reduce(total)
+        history['train_loss'].append(float(total) / len(train_rows))
         y_val = labels[val_rows]
         ap = float(average_precision_score(y_val, _encode(encoder, features_t, hist_t, val_rows, 4 * batch_size, scores=True))) if len(set(y_val)) == 2 else None
         history['val_ap'].append(ap)

@@ -10,6 +10,7 @@ import hashlib, json, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
+from .env import world
 from .transactions import Transactions
 from .splits import temporal_split, elliptic_split, labelled_mask
 from .graph_view import train_gnn_encoder, graph_embeddings, graph_kind
@@ -28,6 +29,8 @@ class ViewsConfig:
     emb_dim: int = 32                      # embedding width of each view
     gnn_epochs: int = 100                  # full-batch epochs (one epoch = one pass over the train graph)
     gnn_lr: float = 5e-3
+    gnn_fanout: tuple | None = None        # None: full-batch GNN training; else sampled mini-batches, one fan-out per layer (-1: all)
+    gnn_batch_size: int = 4096             # transactions per sampled mini-batch (only with gnn_fanout)
     seq_epochs: int = 2
     seq_hidden: int = 32                   # recurrent width of the sequence encoder
     history_k: int = 16                    # transactions of history per account
@@ -38,7 +41,10 @@ class ViewsConfig:
 
     def key(self) -> dict:
         "The settings that change the embeddings (the device does not)."
-        d = asdict(self); d.pop('device'); return d
+        d = asdict(self); d.pop('device')
+        if self.gnn_fanout is None: d.pop('gnn_fanout'); d.pop('gnn_batch_size')   # full-batch: keys stay as they were
+        else: d['gnn_fanout'] = [int(f) for f in self.gnn_fanout]
+        return d
 
 # %% ../nbs/05a_views.ipynb #da5489b9
 def default_split(tx: Transactions) -> np.ndarray:
@@ -73,7 +79,9 @@ def build_views(tx: Transactions, split=None, config: ViewsConfig | None = None,
     seq_emb, seq_mask = sequence_embeddings(seq.encoder, tx, histories, seq.features, device=config.device)
     timings['sequence_s'] = time.perf_counter() - t0; t0 = time.perf_counter()
     gnn, gnn_history = train_gnn_encoder(tx, split, preset=config.gnn_preset, emb_dim=config.emb_dim,
-                                         epochs=config.gnn_epochs, lr=config.gnn_lr, seed=config.seed, device=config.device, progress=progress)
+                                         epochs=config.gnn_epochs, lr=config.gnn_lr, seed=config.seed, device=config.device,
+                                         fanout=None if config.gnn_fanout is None else list(config.gnn_fanout),
+                                         batch_size=config.gnn_batch_size, progress=progress)
     gnn_emb, gnn_mask = graph_embeddings(gnn, tx, split, device=config.device)
     timings['graph_s'] = time.perf_counter() - t0
     frame = tx.frame
@@ -89,7 +97,7 @@ def build_views(tx: Transactions, split=None, config: ViewsConfig | None = None,
     store = align_views(ids, gnn_emb[keep], ids, seq_emb[keep], ids=ids, split=split[keep],
                         label=frame['label'].to_numpy()[keep], time=frame['time'].to_numpy()[keep],
                         gnn_mask=gnn_mask[keep], seq_mask=seq_mask[keep], meta=meta, where=f'{tx.source} views')
-    if cache is not None:
+    if cache is not None and world()[1] == 0:             # under torchrun every rank builds the same store; rank 0 writes it
         save_embeddings(store, cache)
         store.meta['cache'] = dict(status='written', file=str(cache))
     return store
