@@ -6,7 +6,10 @@
 # 1. the fusion trainer on CUDA at batch 1024: the seed's per-sample DataLoader loop vs fusion_nb.train.fit
 #    (samples/s, speed-up, fp32 matmul rate of the GPU and our share of it) and predict_proba throughput;
 # 2. the default smoke pipeline (simulate -> views -> heads + single-view twins + trees -> report) on the GPU via
-#    fusion_nb.experiment.run_experiment(smoke=True, device='cuda').
+#    fusion_nb.experiment.run_experiment(smoke=True, device='cuda');
+# 3. both encoders under torchrun with NCCL and DistributedDataParallel on every GPU of the machine (`views`, 100k
+#    simulated transactions), once full-batch and once with the GNN on sampled mini-batches (--gnn-fanout 10,10).
+#    With one GPU that is one rank (NCCL initialised, no all-reduce): NCCL refuses two ranks on one device.
 # Figures are printed and written under OUT_DIR (default outputs/bench/<timestamp>_gpu/).
 # Settings via the environment: DEVICE (default cuda), ROWS (training rows, default 1000000), HIDDEN (head widths,
 # default "64 256"), SCORE_ROWS (default 1000000), THREADS (CPU threads, default 4). Each step has a time limit; a step
@@ -64,5 +67,15 @@ PY
 # the library's progress bars go to $OUT/smoke_stderr.log (shown if the step fails)
 timeout 120 $PY "$OUT/smoke_check.py" "$DEVICE" "$OUT/smoke" "$THREADS" 2>"$OUT/smoke_stderr.log" || {
     echo "STEP 2 FAILED or timed out (exit $?); last lines of $OUT/smoke_stderr.log:"; tail -n 15 "$OUT/smoke_stderr.log"; FAILED="$FAILED 2"; }
+echo; echo "== 3. both encoders under torchrun (NCCL, DDP) on $DEVICE: full-batch and sampled GNN =="
+NGPU=$($PY -c "import torch; print(max(1, torch.cuda.device_count()))")
+for MODE in full sampled; do
+  EXTRA=""; [ "$MODE" = sampled ] && EXTRA="--gnn-fanout 10,10 --gnn-epochs 3"
+  # shellcheck disable=SC2086
+  timeout 100 $PY -m torch.distributed.run --standalone --nproc_per_node="$NGPU" -m fusion_nb.distributed views --n-transactions 100000 \
+      --gnn-epochs 30 --seq-epochs 1 $EXTRA --out "$OUT/views_$MODE" 2>"$OUT/views_${MODE}_stderr.log" \
+    && $PY -c "import json,sys; d=json.load(open(sys.argv[1])); print('$MODE:', {k: d[k] for k in ('world_size', 'backend', 'device', 'seconds', 'timings', 'probe_val_ap', 'val_fraud_rate')})" "$OUT/views_$MODE/views.json" \
+    || { echo "STEP 3 ($MODE) FAILED or timed out; last lines of $OUT/views_${MODE}_stderr.log:"; tail -n 15 "$OUT/views_${MODE}_stderr.log"; FAILED="$FAILED 3-$MODE"; }
+done
 echo; echo "gpu_check done in $(( $(date +%s) - START )) s; figures in $OUT${FAILED:+; FAILED steps:$FAILED}"
 [ -z "$FAILED" ]
