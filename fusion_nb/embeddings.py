@@ -39,6 +39,11 @@ class EmbeddingFormatError(ValueError):
     "An embedding store (in memory or on disk) that breaks the documented format."
 
 # %% ../nbs/05_embeddings.ipynb #eed5dbe5
+def _duplicated(values: np.ndarray) -> np.ndarray:
+    "The values that occur more than once, sorted: one sort (numpy 2's hash-based `np.unique` is several times slower on millions of ids)."
+    v = np.sort(np.asarray(values).ravel())
+    return np.unique(v[1:][v[1:] == v[:-1]])                 # np.unique only on the (usually empty) duplicates
+
 def _examples(values, k=5) -> list:
     "A few values as plain python objects, for error messages."
     return np.asarray(values)[:k].tolist()
@@ -160,9 +165,8 @@ def validate_store(store: EmbeddingStore, where: str = 'EmbeddingStore') -> Embe
     _check_dtypes_and_shapes(arrays, where)
     ids = arrays['ids']
     if len(ids) == 0: _fail(where, 'ids', 'the store is empty', 'Embed at least one transaction per split')
-    uniq, counts = np.unique(ids, return_counts=True)
-    if (counts > 1).any():
-        dup = uniq[counts > 1]
+    dup = _duplicated(ids)
+    if len(dup):
         _fail(where, 'ids', f'{len(dup)} transaction id(s) appear more than once (e.g. {_examples(dup)})',
               'Each transaction must appear once; drop duplicates or fix the join that produced them')
     for view in ('gnn', 'seq'):
@@ -262,16 +266,15 @@ def _lookup(keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _refuse_duplicates(ids: np.ndarray, what: str, where: str):
-    uniq, counts = np.unique(ids, return_counts=True)
-    if (counts > 1).any():
-        dup = uniq[counts > 1]
+    dup = _duplicated(ids)
+    if len(dup):
         raise EmbeddingFormatError(f'{where}: {what} has {len(dup)} duplicated id(s) (e.g. {_examples(dup)}) among '
                                    f'{len(ids)} rows. Each transaction must be embedded once; fix the encoder output')
 
 
 def _refuse_unmatched(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str, where: str):
     "Refuse ids of `a` missing from `b`, naming both counts and a few examples."
-    missing = np.setdiff1d(a, b)
+    missing = np.setdiff1d(a, b, assume_unique=True)      # both were checked for duplicates first
     if len(missing):
         raise EmbeddingFormatError(
             f'{where}: {len(missing)} of {len(a)} ids in {a_name} are not in {b_name} ({len(b)} ids), e.g. '
@@ -282,7 +285,7 @@ def _refuse_unmatched(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str, wh
 def align_views(gnn_ids, gnn, seq_ids, seq, ids, split, label, time,
                 gnn_mask=None, seq_mask=None, meta: dict | None = None, where: str = 'align_views') -> EmbeddingStore:
     "Join graph-view rows (`gnn_ids`, `gnn`) and sequence-view rows (`seq_ids`, `seq`) onto the transactions `ids` by id."
-    gnn_ids, seq_ids, ids = (np.asarray(a).astype(np.int64) for a in (gnn_ids, seq_ids, ids))
+    gnn_ids, seq_ids, ids = (np.asarray(a, dtype=np.int64) for a in (gnn_ids, seq_ids, ids))
     gnn, seq = np.asarray(gnn), np.asarray(seq)
     for name, view, view_ids in (('gnn', gnn, gnn_ids), ('seq', seq, seq_ids)):
         if view.ndim != 2 or len(view) != len(view_ids):
@@ -297,8 +300,9 @@ def align_views(gnn_ids, gnn, seq_ids, seq, ids, split, label, time,
         if m is not None and np.shape(m) != view_ids.shape:
             raise EmbeddingFormatError(f'{where}: {name} has shape {np.shape(m)}; expected {view_ids.shape}, one flag per row '
                                        f'of its own view (in the order of {name[:3]}_ids)')
-    g_rows, _ = _lookup(gnn_ids, ids)
-    s_rows, _ = _lookup(seq_ids, ids)
+    same = lambda view_ids: len(view_ids) == len(ids) and np.array_equal(view_ids, ids)
+    g_rows = slice(None) if same(gnn_ids) else _lookup(gnn_ids, ids)[0]   # already in order (one table): no copy
+    s_rows = slice(None) if same(seq_ids) else _lookup(seq_ids, ids)[0]
     masks = {name: None if m is None else np.asarray(m, bool)[rows]
              for name, m, rows in (('gnn_mask', gnn_mask, g_rows), ('seq_mask', seq_mask, s_rows))}
     store = EmbeddingStore(ids=ids, split=np.asarray(split), label=np.asarray(label), time=np.asarray(time),
