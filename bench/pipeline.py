@@ -110,10 +110,11 @@ def child(args):
     def align():
         f, split = state['tx'].frame, state['split']
         keep = f['label'].to_numpy() >= 0
+        rows = slice(None) if keep.all() else keep  # as build_views: every row labelled, the embeddings uncopied
         ids = f['tx_id'].to_numpy()[keep]
         (gnn_emb, gnn_mask), (seq_emb, seq_mask) = state['gnn_emb'], state['seq_emb']
-        state['store'] = align_views(ids, gnn_emb[keep], ids, seq_emb[keep], ids=ids, split=split[keep], label=f['label'].to_numpy()[keep],
-                                     time=f['time'].to_numpy()[keep], gnn_mask=gnn_mask[keep], seq_mask=seq_mask[keep],
+        state['store'] = align_views(ids, gnn_emb[rows], ids, seq_emb[rows], ids=ids, split=split[keep], label=f['label'].to_numpy()[keep],
+                                     time=f['time'].to_numpy()[keep], gnn_mask=gnn_mask[rows], seq_mask=seq_mask[rows],
                                      meta=dict(source='synthetic'), where=f'bench {n}')
         for key in ('hist', 'seq_emb', 'gnn_emb'): state.pop(key)
     def head_fit():
