@@ -1,4 +1,4 @@
-"""`torchrun` helpers and an entry point that trains one fusion head with PyTorch DistributedDataParallel (gloo on CPU, NCCL on GPU).
+"""`torchrun` helpers and an entry point that trains the two view encoders (`views`) and a fusion head (`head`) with PyTorch DistributedDataParallel (gloo on CPU, NCCL on GPU).
 
 Docs: https://fusion-nb.github.io/fusion_nb/distributed.html.md"""
 
@@ -58,8 +58,9 @@ def shard_rows(rows, rank: int, world_size: int):
 # %% ../nbs/07a_distributed.ipynb #9ced4127
 def build_parser() -> argparse.ArgumentParser:
     "Command-line options of `python -m fusion_nb.distributed` (launched by torchrun)."
-    p = argparse.ArgumentParser(prog='torchrun --nproc_per_node=N -m fusion_nb.distributed',
-                                description='Train one fusion head with DistributedDataParallel on an embedding store.')
+    p = argparse.ArgumentParser(prog='torchrun --nproc_per_node=N -m fusion_nb.distributed [head]',
+                                description='Train one fusion head with DistributedDataParallel on an embedding store '
+                                            '(`views` instead of `head` builds that store; see `... views --help`).')
     p.add_argument('--embeddings', required=True, help='embedding store (.npz written by fusion_nb.embeddings.save_embeddings)')
     p.add_argument('--model', default='Gated', help='fusion head: Simple|Attention|Gated|CrossModal')
     p.add_argument('--out', required=True, help='folder for metrics.json and the checkpoint (written by rank 0)')
