@@ -261,6 +261,22 @@ def gather_sequences(features, histories: Histories, rows) -> tuple[torch.Tensor
 def _last_valid(out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return out[torch.arange(out.shape[0], device=out.device), (lengths - 1).clamp(min=0)]
 
+def _bilstm_outputs(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    "Outputs [B, K, 2H] of a bidirectional LSTM over left-aligned histories: full ones run as one plain batch, only shorter ones packed."
+    k = x.shape[1]
+    full = lengths >= k
+    n_full = int(full.sum())
+    def packed(xs, ls):
+        seq = pack_padded_sequence(xs, ls.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        return pad_packed_sequence(lstm(seq)[0], batch_first=True, total_length=k)[0]
+    if n_full == 0: return packed(x, lengths)
+    full_out = lstm(x if n_full == len(x) else x[full])[0]
+    if n_full == len(x): return full_out
+    out = full_out.new_empty(len(x), k, full_out.shape[-1])
+    out[full] = full_out
+    out[~full] = packed(x[~full], lengths[~full]).to(out.dtype)
+    return out
+
 class BiLSTM_Attention(nn.Module):
     "Bidirectional LSTM over packed histories, pooled by masked additive attention."
     def __init__(self, in_dim: int, hidden: int = 64, layers: int = 1, dropout: float = 0.1):
@@ -271,8 +287,7 @@ class BiLSTM_Attention(nn.Module):
 
     def forward(self, x, lengths):
         k = x.shape[1]
-        packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=k)
+        out = _bilstm_outputs(self.lstm, x, lengths)
         valid = torch.arange(k, device=x.device)[None] < lengths[:, None]
         scores = self.score(out).squeeze(-1).masked_fill(~valid, torch.finfo(out.dtype).min)
         return (torch.softmax(scores, -1)[..., None] * out).sum(1)
