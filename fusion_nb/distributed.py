@@ -18,8 +18,8 @@ import torch.distributed as dist
 from .env import atomic_write_text, resolve_device
 
 # %% auto #0
-__all__ = ['init_distributed', 'close_distributed', 'shard_rows', 'build_parser', 'main', 'main_head', 'build_views_parser',
-           'probe_ap', 'main_views']
+__all__ = ['init_distributed', 'close_distributed', 'build_parser', 'main', 'main_head', 'build_views_parser', 'probe_ap',
+           'main_views']
 
 # %% ../nbs/07a_distributed.ipynb #ec779bb2
 def init_distributed(backend: str | None = None) -> tuple[int, int, torch.device]:
@@ -48,12 +48,7 @@ def close_distributed():
     if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
 
 # %% ../nbs/07a_distributed.ipynb #0294cc26
-def shard_rows(rows, rank: int, world_size: int):
-    "This rank's contiguous share of `rows` (a tensor or array of row indices); shares differ by at most one row and cover `rows` once."
-    if not 0 <= rank < world_size:
-        raise ValueError(f"shard_rows: rank {rank} is outside 0..{world_size - 1} (world_size={world_size}).")
-    if isinstance(rows, torch.Tensor): return torch.tensor_split(rows, world_size)[rank]
-    return np.array_split(np.asarray(rows), world_size)[rank]
+from .env import shard_rows   # defined beside world() and wrap_ddp(), which every trainer uses
 
 # %% ../nbs/07a_distributed.ipynb #9ced4127
 def build_parser() -> argparse.ArgumentParser:
@@ -150,15 +145,15 @@ def probe_ap(store, view: str) -> float | None:
 def main_views(argv=None) -> dict | None:
     "Build both views with DDP-trained encoders under torchrun (or in one process); rank 0 writes `embeddings.npz` and `views.json`."
     from fusion_nb.embeddings import save_embeddings
-    from fusion_nb.experiment import ExperimentConfig, load_transactions
+    from fusion_nb.experiment import TRANSACTION_DATASETS, ExperimentConfig, load_transactions
     from fusion_nb.views import build_views, default_split
     args = build_views_parser().parse_args(argv)
     config = ExperimentConfig(dataset=args.dataset, data_path=args.data_path, nrows=args.nrows, n_transactions=args.n_transactions,
                               gnn_preset=args.gnn_preset, seq_preset=args.seq_preset, gnn_epochs=args.gnn_epochs,
                               gnn_fanout=args.gnn_fanout, gnn_batch_size=args.gnn_batch_size, seq_epochs=args.seq_epochs,
                               emb_dim=args.emb_dim, history_k=args.history_k, seed=args.seed)   # validates every setting
-    if config.dataset not in ('synthetic', 'paysim', 'ibm_aml', 'amlsim', 'elliptic'):
-        raise SystemExit(f'--dataset {args.dataset!r}: views are built from transactions (synthetic, paysim, ibm_aml, amlsim, elliptic).')
+    if config.dataset not in TRANSACTION_DATASETS:
+        raise SystemExit(f'--dataset {args.dataset!r}: views are built from transactions ({", ".join(TRANSACTION_DATASETS)}).')
     rank, world_size, device = init_distributed(args.backend)
     try:
         start = time.perf_counter()

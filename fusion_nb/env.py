@@ -8,12 +8,13 @@ Docs: https://fusion-nb.github.io/fusion_nb/env.html.md"""
 from __future__ import annotations
 import os, subprocess, tempfile, datetime, re
 from pathlib import Path
+import numpy as np
 import torch
 
 # %% auto #0
 __all__ = ['KNOWN_DATA_FILES', 'detect_platform', 'project_root', 'kaggle_input_root', 'find_files', 'data_dir', 'dev_data_dir',
            'output_root', 'new_run_dir', 'atomic_write_bytes', 'atomic_write_text', 'resolve_device', 'auto_threads',
-           'torch_threads', 'world', 'wrap_ddp', 'git_commit', 'environment_info']
+           'torch_threads', 'world', 'wrap_ddp', 'shard_rows', 'git_commit', 'environment_info']
 
 # %% ../nbs/00_env.ipynb #7bea525e
 def detect_platform(environ: dict | None = None) -> str:
@@ -172,6 +173,13 @@ def wrap_ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     with warnings.catch_warnings():   # newer torch renames broadcast_buffers; False keeps its meaning on all versions
         warnings.filterwarnings('ignore', message='.*broadcast_buffers.*', category=FutureWarning)
         return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+
+def shard_rows(rows, rank: int, world_size: int):
+    "This rank's contiguous share of `rows` (a tensor or array of row indices); shares differ by at most one row and cover `rows` once."
+    if not 0 <= rank < world_size:
+        raise ValueError(f"shard_rows: rank {rank} is outside 0..{world_size - 1} (world_size={world_size}).")
+    if isinstance(rows, torch.Tensor): return torch.tensor_split(rows, world_size)[rank]
+    return np.array_split(np.asarray(rows), world_size)[rank]
 
 # %% ../nbs/00_env.ipynb #9f66e59c
 def git_commit(path: str | os.PathLike | None = None) -> str | None:

@@ -14,7 +14,7 @@ from torch_geometric.data import Data
 from torch_geometric.nn import SAGEConv
 from sklearn.metrics import average_precision_score
 from tqdm.auto import tqdm
-from .env import resolve_device, world, wrap_ddp
+from .env import resolve_device, shard_rows, world, wrap_ddp
 from .sampling import neighbor_sampler
 from .transactions import Transactions
 from .splits import SPLITS, visible_mask
@@ -388,7 +388,9 @@ def train_gnn_encoder(tx: Transactions, split, preset: str = 'HybridGNN_L4_H320'
     weight = _class_weights(y_all).to(device)
     edge_attr = torch.from_numpy(feats[0]) if feats else None
     if fanout is None: inputs = graph_inputs(graph, device)
-    else: data, sampler = sampling_graph(graph), neighbor_sampler(sampling_graph(graph), fanout, seed=seed + 7919 * rank)
+    else:
+        data = sampling_graph(graph)
+        sampler = neighbor_sampler(data, fanout, seed=seed + 7919 * rank)
     pick_rng = torch.Generator().manual_seed(seed)                              # the same on every rank
     history = dict(loss=[], train_ap=[], seconds=[])
     bar = tqdm(range(epochs), desc=f'GNN {config.name}', disable=not progress or rank > 0)
@@ -408,7 +410,7 @@ def train_gnn_encoder(tx: Transactions, split, preset: str = 'HybridGNN_L4_H320'
                 if len(rows) > max_loss_rows else np.arange(len(rows)))
         encoder.train()
         if fanout is None:
-            mine = np.array_split(pick, world_size)[rank]
+            mine = shard_rows(pick, rank, world_size)
             y = torch.from_numpy(y_all[mine]).to(device)
             src_dst = _rows_on(tx, kind, rows[mine], feats[0] if feats else None, device)
             logits = model(inputs, *src_dst)
@@ -417,9 +419,10 @@ def train_gnn_encoder(tx: Transactions, split, preset: str = 'HybridGNN_L4_H320'
         else:
             order = pick[torch.randperm(len(pick), generator=pick_rng).numpy()]
             mine, per_rank = _rank_rows(order, batch_size, world_size, rank)
+            my_rows = rows[mine]
             seen_y, seen_score, loss_sum, weight_sum = [], [], 0.0, 0.0
-            for batch, position, seeds in _sampled_batches(tx, kind, data, sampler, fanout, rows[mine], per_rank):
-                r = rows[mine][position.numpy()]
+            for batch, position, seeds in _sampled_batches(tx, kind, data, sampler, fanout, my_rows, per_rank):
+                r = my_rows[position.numpy()]
                 y = torch.from_numpy(label[r].astype(np.int64)).to(device)
                 extra = (edge_attr[r].to(device),) if kind == 'account' else ()
                 logits = model(subgraph_inputs(batch, device), *(s.to(device) for s in seeds), *extra)

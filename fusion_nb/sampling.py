@@ -24,7 +24,6 @@ def _sample_incoming(colptr: torch.Tensor, frontier: torch.Tensor, fanout: int, 
     "(CSC positions, index into `frontier` of their target) of at most `fanout` incoming edges per frontier node, uniformly without replacement (-1: all)."
     start = colptr[frontier]
     degree = colptr[frontier + 1] - start
-    take_all = degree if fanout < 0 else torch.clamp(degree, max=fanout)
     total = int(degree.sum())
     if total == 0:
         empty = torch.zeros(0, dtype=torch.long)
@@ -38,7 +37,7 @@ def _sample_incoming(colptr: torch.Tensor, frontier: torch.Tensor, fanout: int, 
     key = owner.to(torch.float64) + torch.rand(total, generator=generator, dtype=torch.float64)
     order = torch.argsort(key)
     rank = torch.arange(total) - first[owner[order]]
-    keep = order[rank < take_all[owner[order]]]
+    keep = order[rank < fanout]                                                               # a rank is always below the degree
     keep = keep.sort().values                                                                 # CSC order within each node
     return position[keep], owner[keep]
 

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from sklearn.metrics import average_precision_score
 from tqdm.auto import tqdm
-from .env import resolve_device, world, wrap_ddp
+from .env import resolve_device, shard_rows, world, wrap_ddp
 from .transactions import Transactions
 from .splits import check_split, labelled_mask
 
@@ -437,7 +437,7 @@ def train_sequence_encoder(tx: Transactions, histories: Histories, split, preset
         for batch in _batches(torch.randperm(len(train_rows), generator=shuffle).numpy(), batch_size):
             bar.update(1)
             if len(batch) < world_size: continue                               # every rank needs a row; the same on all ranks
-            pos = np.array_split(batch, world_size)[rank]                        # this rank's share of the batch
+            pos = shard_rows(batch, rank, world_size)                            # this rank's share of the batch
             r = torch.as_tensor(train_rows[pos], device=dev)
             x, mask = gather_sequences(features_t, hist_t, r)
             loss_sum = loss_fn(model(x, mask, features_t[r]), y_train[torch.as_tensor(pos, device=dev)])

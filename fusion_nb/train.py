@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from sklearn.metrics import average_precision_score, roc_auc_score
 from tqdm.auto import tqdm
 
-from .env import atomic_write_bytes, resolve_device, world as _world, wrap_ddp as _ddp
+from .env import atomic_write_bytes, resolve_device, shard_rows, world as _world, wrap_ddp as _ddp
 from .fusion import build_head, resolve_models
 
 # %% auto #0
@@ -378,8 +378,8 @@ def _single_class_warning(labels, desc):
             f"Use a validation window that contains fraud to select models by AP.")
 
 # %% ../nbs/07_train.ipynb #30fa45f6
-def _adamw(params, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
-    "AdamW with its fused kernel where this torch has one for `device` (one kernel per step instead of a few per parameter), else the default."
+def _adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    "AdamW with its fused kernel where this torch has one for the parameters' device (one kernel per step instead of a few per parameter), else the default."
     params = list(params)
     try: return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, ValueError, TypeError): return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -429,7 +429,7 @@ def fit(head: nn.Module, train, val, config: TrainConfig | None = None,
     if len(train_y) < 2:
         raise ValueError(f"fit: the training split has {len(train_y)} row; at least 2 are needed (BatchNorm).")
     criterion = FocalLoss(class_weights(train_y.cpu().numpy()), gamma=config.focal_gamma).to(device)
-    optimizer = _adamw(head.parameters(), config.lr, config.weight_decay, device)
+    optimizer = _adamw(head.parameters(), config.lr, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
         optimizer, T_0=config.restart_epochs, T_mult=config.restart_mult)
     use_amp = device.type == 'cuda' and config.amp
@@ -484,7 +484,7 @@ def fit(head: nn.Module, train, val, config: TrainConfig | None = None,
                 if world > 1:
                     batch_weight = criterion.alpha[train_y[idx]].sum()   # the whole batch's, so ranks' losses add up to it
                     if len(idx) < 2 * world: continue                    # every rank needs 2 rows (BatchNorm); same on all ranks
-                    idx = torch.tensor_split(idx, world)[rank]
+                    idx = shard_rows(idx, rank, world)
                 optimizer.zero_grad(set_to_none=True)
                 with autocast(): logits = model(train_gnn[idx], train_seq[idx])
                 if world == 1: loss = criterion(logits, train_y[idx])
