@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn as nn
+from .layers import FastDropout, FastTanh
 
 # %% auto #0
 __all__ = ['HEADS', 'VIEWS', 'FusionHead', 'SimpleFusion', 'AttentionFusion', 'GatedFusion', 'CrossModalFusion', 'resolve_models',
@@ -24,8 +25,8 @@ def _projection(in_dim, hidden_dim, relu=True):
 def _classifier(in_dim, hidden_dim, num_classes, dropout):
     "The seed's two-block classifier: Linear-BatchNorm-ReLU-Dropout twice, then a linear layer to the classes."
     return nn.Sequential(
-        nn.Linear(in_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(hidden_dim, hidden_dim // 2), nn.BatchNorm1d(hidden_dim // 2), nn.ReLU(), nn.Dropout(dropout * 0.7),
+        nn.Linear(in_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(), FastDropout(dropout),
+        nn.Linear(hidden_dim, hidden_dim // 2), nn.BatchNorm1d(hidden_dim // 2), nn.ReLU(), FastDropout(dropout * 0.7),
         nn.Linear(hidden_dim // 2, num_classes))
 
 def _xavier_init(module):
@@ -63,9 +64,9 @@ class SimpleFusion(FusionHead):
     def __init__(self, gnn_dim, seq_dim, hidden_dim=256, dropout=0.4, num_classes=2):
         super().__init__(gnn_dim, seq_dim, hidden_dim, dropout, num_classes)
         self.fusion = nn.Sequential(
-            nn.Linear(gnn_dim + seq_dim, hidden_dim * 2), nn.BatchNorm1d(hidden_dim * 2), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(hidden_dim * 2, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(), nn.Dropout(dropout * 0.7),
-            nn.Linear(hidden_dim, hidden_dim // 2), nn.BatchNorm1d(hidden_dim // 2), nn.ReLU(), nn.Dropout(dropout * 0.5),
+            nn.Linear(gnn_dim + seq_dim, hidden_dim * 2), nn.BatchNorm1d(hidden_dim * 2), nn.ReLU(), FastDropout(dropout),
+            nn.Linear(hidden_dim * 2, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(), FastDropout(dropout * 0.7),
+            nn.Linear(hidden_dim, hidden_dim // 2), nn.BatchNorm1d(hidden_dim // 2), nn.ReLU(), FastDropout(dropout * 0.5),
             nn.Linear(hidden_dim // 2, num_classes))
         for module in self.modules():
             if isinstance(module, nn.Linear):
@@ -83,7 +84,7 @@ class AttentionFusion(FusionHead):
     def __init__(self, gnn_dim, seq_dim, hidden_dim=256, dropout=0.4, num_classes=2):
         super().__init__(gnn_dim, seq_dim, hidden_dim, dropout, num_classes)
         self.gnn_proj, self.seq_proj = _projection(gnn_dim, hidden_dim), _projection(seq_dim, hidden_dim)
-        self.attention = nn.Sequential(nn.Linear(hidden_dim * 2, hidden_dim), nn.Tanh(),
+        self.attention = nn.Sequential(nn.Linear(hidden_dim * 2, hidden_dim), FastTanh(),
                                        nn.Linear(hidden_dim, 2), nn.Softmax(dim=1))
         self.classifier = _classifier(hidden_dim, hidden_dim, num_classes, dropout)
         self.apply(_xavier_init)
@@ -102,7 +103,7 @@ class GatedFusion(FusionHead):
     def __init__(self, gnn_dim, seq_dim, hidden_dim=256, dropout=0.4, num_classes=2):
         super().__init__(gnn_dim, seq_dim, hidden_dim, dropout, num_classes)
         self.gnn_proj, self.seq_proj = _projection(gnn_dim, hidden_dim), _projection(seq_dim, hidden_dim)
-        self.gate = nn.Sequential(nn.Linear(hidden_dim * 2, hidden_dim), nn.Tanh(),
+        self.gate = nn.Sequential(nn.Linear(hidden_dim * 2, hidden_dim), FastTanh(),
                                   nn.Linear(hidden_dim, hidden_dim), nn.Sigmoid())
         self.classifier = _classifier(hidden_dim * 2, hidden_dim, num_classes, dropout)
         self.apply(_xavier_init)
@@ -135,8 +136,8 @@ class CrossModalFusion(FusionHead):
         self.graph_to_seq = nn.MultiheadAttention(token_dim, num_heads, dropout=dropout, batch_first=True)
         self.seq_to_graph = nn.MultiheadAttention(token_dim, num_heads, dropout=dropout, batch_first=True)
         self.gnn_norm, self.seq_norm = nn.LayerNorm(token_dim), nn.LayerNorm(token_dim)
-        self.residual_dropout = nn.Dropout(dropout)
-        self.pool_score = nn.Sequential(nn.Linear(token_dim, token_dim), nn.Tanh(), nn.Linear(token_dim, 1))
+        self.residual_dropout = FastDropout(dropout)
+        self.pool_score = nn.Sequential(nn.Linear(token_dim, token_dim), FastTanh(), nn.Linear(token_dim, 1))
         self.classifier = _classifier(token_dim, hidden_dim, num_classes, dropout)
         self.apply(_xavier_init)
         nn.init.normal_(self.view_embedding, std=0.02)

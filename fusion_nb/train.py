@@ -486,9 +486,11 @@ def fit(head: nn.Module, train, val, config: TrainConfig | None = None,
                     if len(idx) < 2 * world: continue                    # every rank needs 2 rows (BatchNorm); same on all ranks
                     idx = shard_rows(idx, rank, world)
                 optimizer.zero_grad(set_to_none=True)
-                with autocast(): logits = model(train_gnn[idx], train_seq[idx])
-                if world == 1: loss = criterion(logits, train_y[idx])
-                else: loss = _rank_loss(criterion, logits, train_y[idx], batch_weight, world)
+                # index_select gathers rows several times faster than t[idx] on the CPU (same result)
+                batch_y = train_y.index_select(0, idx)
+                with autocast(): logits = model(train_gnn.index_select(0, idx), train_seq.index_select(0, idx))
+                if world == 1: loss = criterion(logits, batch_y)
+                else: loss = _rank_loss(criterion, logits, batch_y, batch_weight, world)
                 if scaler is not None:
                     scaler.scale(loss).backward()
                     if config.grad_clip:
