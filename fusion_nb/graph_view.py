@@ -15,6 +15,7 @@ from torch_geometric.nn import SAGEConv
 from sklearn.metrics import average_precision_score
 from tqdm.auto import tqdm
 from .env import resolve_device, shard_rows, world, wrap_ddp
+from .layers import FastDropout
 from .sampling import neighbor_sampler
 from .transactions import Transactions
 from .splits import SPLITS, visible_mask
@@ -254,6 +255,7 @@ class GraphSAGEEncoder(nn.Module):
             self.edge_in = nn.ModuleList(nn.Linear(edge_dim, H, bias=False) for _ in range(L))
             self.edge_out = nn.ModuleList(nn.Linear(edge_dim, H, bias=False) for _ in range(L))
         self.norms = nn.ModuleList(nn.LayerNorm(H) for _ in range(L))
+        self.drop = FastDropout(config.dropout)                 # nn.Dropout's function, cheaper on the CPU (00a_layers)
         self.jk = nn.Linear(H * (L + 1), H) if config.jk == 'cat' else None
 
     def forward(self, g: GraphInputs) -> torch.Tensor:
@@ -262,7 +264,7 @@ class GraphSAGEEncoder(nn.Module):
         for i in range(self.config.layers):
             m = self.conv_in[i](h, g.adj_in) + self.conv_out[i](h, g.adj_out)
             if self.edge_aware: m = m + self.edge_in[i](g.edge_in) + self.edge_out[i](g.edge_out)
-            h = h + F.dropout(F.relu(self.norms[i](m)), self.config.dropout, self.training)
+            h = h + self.drop(F.relu(self.norms[i](m)))
             layers.append(h)
         return self.jk(torch.cat(layers, 1)) if self.jk is not None else h
 
@@ -278,8 +280,8 @@ class GNNEncoder(nn.Module):
         if kind == 'account':
             self.proj_dst = nn.Linear(H, emb_dim, bias=False)
             self.proj_edge = nn.Linear(edge_dim, emb_dim, bias=False)
-        self.tail = nn.Sequential(nn.LayerNorm(emb_dim), nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(emb_dim, emb_dim), nn.ReLU())
-        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(emb_dim, 2))
+        self.tail = nn.Sequential(nn.LayerNorm(emb_dim), nn.ReLU(), FastDropout(config.dropout), nn.Linear(emb_dim, emb_dim), nn.ReLU())
+        self.head = nn.Sequential(FastDropout(config.dropout), nn.Linear(emb_dim, 2))
 
     def embed(self, h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor | None = None, edge_attr: torch.Tensor | None = None) -> torch.Tensor:
         "Transaction embeddings [B, emb_dim] from node states `h` (account data: endpoints and edge features; tx graph: node `src`)."

@@ -15,6 +15,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from sklearn.metrics import average_precision_score
 from tqdm.auto import tqdm
 from .env import resolve_device, shard_rows, world, wrap_ddp
+from .layers import FastDropout, FastTanh
 from .transactions import Transactions
 from .splits import check_split, labelled_mask
 
@@ -261,36 +262,46 @@ def gather_sequences(features, histories: Histories, rows) -> tuple[torch.Tensor
 def _last_valid(out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return out[torch.arange(out.shape[0], device=out.device), (lengths - 1).clamp(min=0)]
 
-def _bilstm_outputs(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    "Outputs [B, K, 2H] of a bidirectional LSTM over left-aligned histories: full ones run as one plain batch, only shorter ones packed."
-    k = x.shape[1]
-    full = lengths >= k
+def _packed_outputs(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    "Outputs [B, K, 2H] of a bidirectional LSTM over packed histories (each direction sees only the valid steps)."
+    seq = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+    return pad_packed_sequence(lstm(seq)[0], batch_first=True, total_length=x.shape[1])[0]
+
+def _bilstm_map(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, fn) -> torch.Tensor:
+    "`fn(outputs, lengths)` row by row for a bidirectional LSTM over left-aligned histories: full ones run as one plain batch, only shorter ones packed."
+    full = lengths >= x.shape[1]
     n_full = int(full.sum())
-    def packed(xs, ls):
-        seq = pack_padded_sequence(xs, ls.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        return pad_packed_sequence(lstm(seq)[0], batch_first=True, total_length=k)[0]
-    if n_full == 0: return packed(x, lengths)
-    full_out = lstm(x if n_full == len(x) else x[full])[0]
-    if n_full == len(x): return full_out
-    out = full_out.new_empty(len(x), k, full_out.shape[-1])
-    out[full] = full_out
-    out[~full] = packed(x[~full], lengths[~full]).to(out.dtype)
+    if n_full == 0: return fn(_packed_outputs(lstm, x, lengths), lengths)
+    if n_full == len(x): return fn(lstm(x)[0], lengths)
+    full_rows, short_rows = full.nonzero().squeeze(1), (~full).nonzero().squeeze(1)   # gathers and copies by index:
+    full_part = fn(lstm(x.index_select(0, full_rows))[0], lengths.index_select(0, full_rows))   # several times faster
+    short_lengths = lengths.index_select(0, short_rows)                              # than boolean masks
+    short_part = fn(_packed_outputs(lstm, x.index_select(0, short_rows), short_lengths), short_lengths)
+    out = full_part.new_empty((len(x),) + full_part.shape[1:])
+    out.index_copy_(0, full_rows, full_part)
+    out.index_copy_(0, short_rows, short_part.to(out.dtype))
     return out
+
+def _bilstm_outputs(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    "Outputs [B, K, 2H] of a bidirectional LSTM over left-aligned histories (as packed, computed by `_bilstm_map`)."
+    return _bilstm_map(lstm, x, lengths, lambda out, _: out)
 
 class BiLSTM_Attention(nn.Module):
     "Bidirectional LSTM over packed histories, pooled by masked additive attention."
     def __init__(self, in_dim: int, hidden: int = 64, layers: int = 1, dropout: float = 0.1):
         super().__init__()
         self.lstm = nn.LSTM(in_dim, hidden, layers, batch_first=True, bidirectional=True, dropout=dropout if layers > 1 else 0.0)
-        self.score = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1, bias=False))
+        self.score = nn.Sequential(nn.Linear(2 * hidden, hidden), FastTanh(), nn.Linear(hidden, 1, bias=False))
         self.out_dim = 2 * hidden
 
-    def forward(self, x, lengths):
-        k = x.shape[1]
-        out = _bilstm_outputs(self.lstm, x, lengths)
-        valid = torch.arange(k, device=x.device)[None] < lengths[:, None]
+    def _pool(self, out, lengths):
+        "Attention pooling of outputs [B, K, 2H] over each history's valid steps -> [B, 2H]."
+        valid = torch.arange(out.shape[1], device=out.device)[None] < lengths[:, None]
         scores = self.score(out).squeeze(-1).masked_fill(~valid, torch.finfo(out.dtype).min)
         return (torch.softmax(scores, -1)[..., None] * out).sum(1)
+
+    def forward(self, x, lengths):
+        return _bilstm_map(self.lstm, x, lengths, self._pool)       # pooled per group: only [B, 2H] rows are put back in order
 
 class ResidualGRU(nn.Module):
     "Stacked GRUs with residual connections; the state at the last valid step."
@@ -299,7 +310,7 @@ class ResidualGRU(nn.Module):
         self.inp = nn.Linear(in_dim, hidden)
         self.grus = nn.ModuleList(nn.GRU(hidden, hidden, batch_first=True) for _ in range(layers))
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
-        self.drop = nn.Dropout(dropout)
+        self.drop = FastDropout(dropout)
         self.out_dim = hidden
 
     def forward(self, x, lengths):
@@ -313,7 +324,7 @@ class LSTM_CNN_Hybrid(nn.Module):
         super().__init__()
         self.conv = nn.Conv1d(in_dim, hidden, kernel_size, padding=kernel_size // 2)
         self.lstm = nn.LSTM(hidden, hidden, batch_first=True)
-        self.drop = nn.Dropout(dropout)
+        self.drop = FastDropout(dropout)
         self.out_dim = hidden
 
     def forward(self, x, lengths):
@@ -347,7 +358,7 @@ class SequenceEncoder(nn.Module):
         self.history = cls(step_dim, dropout=dropout, **spec)
         hid = spec['hidden']
         self.current = nn.Sequential(nn.Linear(current_dim, hid), nn.ReLU())
-        self.combine = nn.Sequential(nn.Linear(2 * self.history.out_dim + hid + 4, 2 * hid), nn.ReLU(), nn.Dropout(dropout), nn.Linear(2 * hid, emb_dim))
+        self.combine = nn.Sequential(nn.Linear(2 * self.history.out_dim + hid + 4, 2 * hid), nn.ReLU(), FastDropout(dropout), nn.Linear(2 * hid, emb_dim))
         self.classifier = nn.Linear(emb_dim, 1)
         self.k = k
 
