@@ -73,10 +73,9 @@ def child(args):
     from sklearn.metrics import average_precision_score
     from fusion_nb.env import resolve_device
     from fusion_nb.simulator import simulate_transactions
-    from fusion_nb.views import default_split
+    from fusion_nb.views import default_split, _labelled_store
     from fusion_nb.sequence_view import build_histories, train_sequence_encoder, sequence_embeddings
     from fusion_nb.graph_view import train_gnn_encoder, graph_embeddings
-    from fusion_nb.embeddings import align_views
     from fusion_nb.fusion import build_head
     from fusion_nb.train import TrainConfig, fit, predict_proba
     n, device = args.child, str(resolve_device(args.device))
@@ -107,15 +106,9 @@ def child(args):
                                                lr=5e-3, seed=0, device=device, progress=False)
         return dict(epoch_s=round(float(np.median(hist['seconds'])), 3))
     def gnn_embed(): state['gnn_emb'] = graph_embeddings(state['gnn'], state['tx'], state['split'], device=device)
-    def align():
-        f, split = state['tx'].frame, state['split']
-        keep = f['label'].to_numpy() >= 0
-        rows = slice(None) if keep.all() else keep  # as build_views: every row labelled, the embeddings uncopied
-        ids = f['tx_id'].to_numpy()[keep]
-        (gnn_emb, gnn_mask), (seq_emb, seq_mask) = state['gnn_emb'], state['seq_emb']
-        state['store'] = align_views(ids, gnn_emb[rows], ids, seq_emb[rows], ids=ids, split=split[keep], label=f['label'].to_numpy()[keep],
-                                     time=f['time'].to_numpy()[keep], gnn_mask=gnn_mask[rows], seq_mask=seq_mask[rows],
-                                     meta=dict(source='synthetic'), where=f'bench {n}')
+    def align():                                     # build_views' own join of the labelled rows (embeddings uncopied)
+        state['store'] = _labelled_store(state['tx'], state['split'], state['gnn_emb'], state['seq_emb'],
+                                         meta=dict(source='synthetic'), where=f'bench {n}')
         for key in ('hist', 'seq_emb', 'gnn_emb'): state.pop(key)
     def head_fit():
         store = state['store']

@@ -51,6 +51,13 @@ def close_distributed():
 from .env import shard_rows   # defined beside world() and wrap_ddp(), which every trainer uses
 
 # %% ../nbs/07a_distributed.ipynb #9ced4127
+def _launch_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    "The options both commands share: seed, process-group backend, device."
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--backend', default=None, help='gloo|nccl (default: nccl on CUDA, gloo on CPU)')
+    p.add_argument('--device', default=None, help="override the device (default: this rank's GPU, else cpu)")
+    return p
+
 def build_parser() -> argparse.ArgumentParser:
     "Command-line options of `python -m fusion_nb.distributed` (launched by torchrun)."
     p = argparse.ArgumentParser(prog='torchrun --nproc_per_node=N -m fusion_nb.distributed [head]',
@@ -65,10 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--patience', type=int, default=8)
     p.add_argument('--hidden-dim', type=int, default=256)
     p.add_argument('--dropout', type=float, default=0.4)
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--backend', default=None, help='gloo|nccl (default: nccl on CUDA, gloo on CPU)')
-    p.add_argument('--device', default=None, help="override the device (default: this rank's GPU, else cpu)")
-    return p
+    return _launch_options(p)
 
 def main(argv=None) -> dict | None:
     "`views ...`: train both encoders and write the embedding store; `head ...` (the default): train one fusion head. Rank 0 writes and returns the summary."
@@ -127,10 +131,7 @@ def build_views_parser() -> argparse.ArgumentParser:
     p.add_argument('--seq-epochs', type=int, default=2)
     p.add_argument('--emb-dim', type=int, default=32)
     p.add_argument('--history-k', type=int, default=16)
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--backend', default=None, help='gloo|nccl (default: nccl on CUDA, gloo on CPU)')
-    p.add_argument('--device', default=None, help="override the device (default: this rank's GPU, else cpu)")
-    return p
+    return _launch_options(p)
 
 def probe_ap(store, view: str) -> float | None:
     "Validation AP of a logistic regression fitted on one view's train-row embeddings: how much fraud signal the view carries."

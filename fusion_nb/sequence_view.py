@@ -282,10 +282,6 @@ def _bilstm_map(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, fn) -> to
     out.index_copy_(0, short_rows, short_part.to(out.dtype))
     return out
 
-def _bilstm_outputs(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    "Outputs [B, K, 2H] of a bidirectional LSTM over left-aligned histories (as packed, computed by `_bilstm_map`)."
-    return _bilstm_map(lstm, x, lengths, lambda out, _: out)
-
 class BiLSTM_Attention(nn.Module):
     "Bidirectional LSTM over packed histories, pooled by masked additive attention."
     def __init__(self, in_dim: int, hidden: int = 64, layers: int = 1, dropout: float = 0.1):

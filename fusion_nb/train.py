@@ -384,7 +384,6 @@ def _adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
     try: return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, ValueError, TypeError): return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
-#| exporti
 def _rank_loss(criterion: FocalLoss, logits, targets, batch_weight, world: int):
     "This rank's share of the whole batch's weighted-mean focal loss, scaled by `world` for DDP's gradient averaging."
     ce = F.cross_entropy(logits.float(), targets, reduction='none')

@@ -59,6 +59,18 @@ def views_cache_key(tx: Transactions, split: np.ndarray, config: ViewsConfig) ->
     h.update(json.dumps(config.key(), sort_keys=True).encode())
     return h.hexdigest()[:16]
 
+def _labelled_store(tx: Transactions, split, gnn: tuple, seq: tuple, meta: dict, where: str = '_labelled_store') -> EmbeddingStore:
+    "The store of `tx`'s labelled rows from per-row `(embeddings, mask)` of both views, joined by tx_id; `meta` gains `empty_views`."
+    frame = tx.frame
+    keep = frame['label'].to_numpy() >= 0                 # unknown labels stay in the graph, out of the store
+    rows = slice(None) if keep.all() else keep            # every row labelled: the embeddings as they are, not copies (1.6 GiB at 6.36M)
+    ids = frame['tx_id'].to_numpy()[keep]
+    (gnn_emb, gnn_mask), (seq_emb, seq_mask) = gnn, seq
+    meta = dict(meta, empty_views=dict(gnn=int((~gnn_mask[rows]).sum()), seq=int((~seq_mask[rows]).sum())))
+    return align_views(ids, gnn_emb[rows], ids, seq_emb[rows], ids=ids, split=split[keep],
+                       label=frame['label'].to_numpy()[keep], time=frame['time'].to_numpy()[keep],
+                       gnn_mask=gnn_mask[rows], seq_mask=seq_mask[rows], meta=meta, where=where)
+
 def build_views(tx: Transactions, split=None, config: ViewsConfig | None = None, cache_dir=None,
                 progress: bool = True) -> EmbeddingStore:
     "Aligned two-view embedding store of the labelled transactions of `tx` (cached in `cache_dir` if given)."
@@ -84,20 +96,13 @@ def build_views(tx: Transactions, split=None, config: ViewsConfig | None = None,
                                          batch_size=config.gnn_batch_size, progress=progress)
     gnn_emb, gnn_mask = graph_embeddings(gnn, tx, split, device=config.device)
     timings['graph_s'] = time.perf_counter() - t0
-    frame = tx.frame
-    keep = frame['label'].to_numpy() >= 0                 # unknown labels stay in the graph, out of the store
-    rows = slice(None) if keep.all() else keep            # every row labelled: the embeddings as they are, not copies (1.6 GiB at 6.36M)
-    ids = frame['tx_id'].to_numpy()[keep]
     meta = dict(source=tx.source, data_fingerprint=tx.fingerprint(), views=config.key(), cache_key=key,
                 gnn_model=config.gnn_preset, seq_model=config.seq_preset, graph_kind=graph_kind(tx),
                 timings={k: round(v, 3) for k, v in timings.items()},
                 encoder_train=dict(gnn_last_loss=(gnn_history.get('loss') or [None])[-1],
                                    seq_best_val_ap=seq.best_val_ap),
-                alignment='by tx_id (both views computed from one transactions table)',
-                empty_views=dict(gnn=int((~gnn_mask[rows]).sum()), seq=int((~seq_mask[rows]).sum())))
-    store = align_views(ids, gnn_emb[rows], ids, seq_emb[rows], ids=ids, split=split[keep],
-                        label=frame['label'].to_numpy()[keep], time=frame['time'].to_numpy()[keep],
-                        gnn_mask=gnn_mask[rows], seq_mask=seq_mask[rows], meta=meta, where=f'{tx.source} views')
+                alignment='by tx_id (both views computed from one transactions table)')
+    store = _labelled_store(tx, split, (gnn_emb, gnn_mask), (seq_emb, seq_mask), meta, where=f'{tx.source} views')
     if cache is not None and world()[1] == 0:             # under torchrun every rank builds the same store; rank 0 writes it
         save_embeddings(store, cache)
         store.meta['cache'] = dict(status='written', file=str(cache))
