@@ -1,4 +1,8 @@
 """`fusion-nb run` executes `nbs/run.ipynb` into a new run folder, `fusion-nb sweep` runs models x seeds in parallel and ranks them, `fusion-nb report` re-renders a run's plots from its `results.json`, `fusion-nb kaggle-bundle` writes a folder for `kaggle kernels push`.
+The `fusion-nb` command: `run` executes the run notebook into a new run folder and prints its verdict,
+`sweep` runs models and seeds in parallel and ranks them, `report` re-renders a run, `kaggle-bundle`
+writes a folder ready for `kaggle kernels push`. Its options are read from the run notebook's parameters
+cell, and `--help` imports nothing heavy.
 
 Docs: https://fusion-nb.github.io/fusion_nb/cli.html.md"""
 
@@ -6,14 +10,11 @@ Docs: https://fusion-nb.github.io/fusion_nb/cli.html.md"""
 
 # %% ../nbs/11_cli.ipynb #c4e00303
 from __future__ import annotations
-import argparse, ast, json, os, subprocess, sys, time
+import argparse, ast, json, os, re, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-import numpy as np, pandas as pd
 import fusion_nb
-from .env import project_root, output_root, new_run_dir, atomic_write_text
-from .schema import load_results
 
 # %% auto #0
 __all__ = ['LEADERBOARD_METRICS', 'find_run_notebook', 'run_notebook', 'notebook_parameters', 'parse_bool',
@@ -22,27 +23,44 @@ __all__ = ['LEADERBOARD_METRICS', 'find_run_notebook', 'run_notebook', 'notebook
            'execute_sweep', 'main']
 
 # %% ../nbs/11_cli.ipynb #4d5d5e32
-def find_run_notebook() -> Path | None:
-    "The checkout's `nbs/run.ipynb`, found from the location of the `fusion_nb` package; None if absent."
-    root = project_root(Path(fusion_nb.__file__).resolve().parent)
-    path = root / 'nbs' / 'run.ipynb' if root else None
-    return path if path is not None and path.is_file() else None
+def find_run_notebook(package_dir=None) -> Path | None:
+    "The run notebook: the checkout's `nbs/run.ipynb` beside the package, else the copy shipped in it; None if neither exists."
+    package = Path(package_dir or Path(fusion_nb.__file__).parent).resolve()
+    checkout = package.parent / 'nbs' / 'run.ipynb'
+    if checkout.is_file() and (package.parent / 'pyproject.toml').is_file(): return checkout
+    packaged = package / 'run.ipynb'
+    return packaged if packaged.is_file() else None
 
 def run_notebook() -> Path:
-    "The checkout's `nbs/run.ipynb`, or an error saying where it was looked for and what to do."
+    "The run notebook (see `find_run_notebook`), or an error saying where it was looked for and what to do."
     path = find_run_notebook()
     if path is None:
+        package = Path(fusion_nb.__file__).resolve().parent
         raise FileNotFoundError(
-            f'fusion-nb run and sweep execute nbs/run.ipynb, which ships with the repository, not with the installed package; '
-            f'no checkout holds the package at {Path(fusion_nb.__file__).resolve().parent}. Clone the repository and install '
-            'it editable (pip install -e .), or run the notebook yourself with papermill.')
+            f'fusion-nb run and sweep execute the run notebook, but neither a checkout\'s {package.parent / "nbs" / "run.ipynb"} '
+            f'nor the copy shipped in the package, {package / "run.ipynb"}, exists. Reinstall fusion_nb (in a clone: '
+            'pip install -e .), or run a copy of nbs/run.ipynb yourself with papermill.')
     return path
 
 # %% ../nbs/11_cli.ipynb #0b992bc5
+# papermill's PythonTranslator.PARAMETER_PATTERN: `name: type = value  # help`
+_PARAMETER = re.compile(r"^(?P<target>\w[\w_]*)\s*(:\s*[\"']?(?P<annotation>\w[\w_\[\],\s]*)[\"']?\s*)?=\s*(?P<value>.*?)"
+                        r"(\s*#\s*(type:\s*(?P<type_comment>[^\s]*)\s*)?(?P<help>.*))?$")
+
 def notebook_parameters(notebook=None) -> dict[str, dict]:
-    "The `parameters` cell of the run notebook as papermill reads it: {name: {inferred_type_name, default, help}}."
-    from papermill import inspect_notebook
-    return inspect_notebook(str(notebook or run_notebook()))
+    "The run notebook's `parameters` cell as `papermill.inspect_notebook` reads it: {name: {name, inferred_type_name, default, help}}."
+    cells = json.loads(Path(notebook or run_notebook()).read_text(encoding='utf-8'))['cells']
+    source = next((c['source'] for c in cells if 'parameters' in c.get('metadata', {}).get('tags', [])), '')
+    specs = {}
+    for line in ''.join(source).splitlines():
+        line = line.strip()
+        if not line or line.startswith('#') or line.count('=') != 1: continue   # papermill skips these too
+        match = _PARAMETER.match(line)
+        if match is None: continue
+        m = match.groupdict()
+        specs[m['target']] = dict(name=m['target'], inferred_type_name=str(m['annotation'] or m['type_comment'] or None).strip(),
+                                  default=m['value'].strip(), help=(m['help'] or '').strip())
+    return specs
 
 def parse_bool(text) -> bool:
     "`true/false`, `yes/no`, `on/off` or `1/0` (any case) as a bool."
@@ -115,10 +133,13 @@ A failed run is listed with its error file and does not stop the others.'''
 _REPORT_EPILOG = '''examples:
   fusion-nb report outputs/20250101-120000_Gated
 
-Re-renders the plots and summary of a finished run from its results.json (no model is loaded).'''
+Re-renders the plots and summary of a finished run from its results.json and predictions.npz (no model
+is loaded); fails, rewriting nothing, if predictions.npz is missing. A run whose last step failed (it
+holds results.unfinished.json and error.txt, no results.json) is finished: verdict, plots,
+summary.md and, last, results.json.'''
 
 _KAGGLE_EPILOG = '''examples:
-  fusion-nb kaggle-bundle --dataset-source ealaxi/paysim1 --param dataset paysim --gpu --kernel-id me/fusion-nb-paysim
+  fusion-nb kaggle-bundle --dataset-source ealaxi/paysim1 --param dataset paysim --accelerator gpu-t4 --kernel-id me/fusion-nb-paysim
   fusion-nb kaggle-bundle --model all --dataset-source me/ibm-aml --param dataset ibm_aml --param seeds 5 --out bundles/aml
 
 Writes DIR (new or empty) with run.ipynb (nbs/run.ipynb with the parameters injected by papermill and a
@@ -128,7 +149,9 @@ and DIR/fusion-nb-wheels, a dataset of the fusion_nb wheel and the wheels Kaggle
   kaggle kernels push -p DIR
 See fusion_nb.kaggle (nbs/12_kaggle.ipynb).'''
 
-def build_parser(specs: dict | None = None) -> argparse.ArgumentParser:
+def build_parser(specs: dict | None = None,
+                 accelerators: list[str] | None = None,  # names `kaggle-bundle --accelerator` accepts (None: not checked here)
+                ) -> argparse.ArgumentParser:
     "The `fusion-nb` argument parser; `specs` are the run notebook's parameters (none: run/sweep take no notebook options)."
     specs = specs or {}
     fmt = argparse.RawDescriptionHelpFormatter
@@ -156,16 +179,20 @@ def build_parser(specs: dict | None = None) -> argparse.ArgumentParser:
     add_parameter_options(sweep, specs, skip=('model', 'seed', 'seeds', 'run_dir', 'output_dir'),
                           title='notebook parameters passed to every run (from nbs/run.ipynb)')
 
-    report = commands.add_parser('report', help="re-render a run folder's plots and summary from results.json",
-        formatter_class=fmt, epilog=_REPORT_EPILOG, description="Re-render a run folder's plots and summary from its results.json.")
-    report.add_argument('run_dir', metavar='RUN_DIR', help='a run folder (holding results.json)')
+    report = commands.add_parser('report', help="re-render a run's plots and summary, or finish a run whose end failed",
+        formatter_class=fmt, epilog=_REPORT_EPILOG,
+        description="Re-render a run folder's plots and summary from its results.json, or finish a run whose last step failed.")
+    report.add_argument('run_dir', metavar='RUN_DIR', help='a run folder (holding results.json or results.unfinished.json)')
 
     kaggle = commands.add_parser('kaggle-bundle', help='write a folder for `kaggle kernels push` (notebook, metadata, wheel dataset)',
         allow_abbrev=False, formatter_class=fmt, epilog=_KAGGLE_EPILOG,
         description='Write a Kaggle kernel bundle: the run notebook with its parameters baked in, ready for `kaggle kernels push`.')
     kaggle.add_argument('--dataset-source', required=True, metavar='OWNER/SLUG', help='the Kaggle dataset holding your data (an input of the kernel)')
     kaggle.add_argument('--model', default='Gated', help='fusion head(s), as for run (default: Gated)')
-    kaggle.add_argument('--gpu', action='store_true', help='run on a Kaggle GPU (enable_gpu)')
+    kaggle.add_argument('--accelerator', default='none', choices=accelerators, metavar='{' + ','.join(accelerators) + '}' if accelerators else 'NAME',
+                        help="the kernel's accelerator, written to kernel-metadata.json as Kaggle's enable_gpu, enable_tpu and "
+                             'machine_shape (default: none, CPU only)')
+    kaggle.add_argument('--gpu', action='store_true', help='deprecated: a GPU kernel with the default GPU; use --accelerator')
     kaggle.add_argument('--out', default='kaggle-bundle', metavar='DIR', help='new or empty folder to write (default: ./kaggle-bundle)')
     kaggle.add_argument('--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'),
                         help='a run notebook parameter to bake in, repeatable (e.g. --param dataset paysim --param epochs 50)')
@@ -190,12 +217,14 @@ def _prepare_run_dir(params: dict, tag: str = 'run') -> Path:
                                   'or leave --run-dir out to get a fresh one under --output-dir.')
         path.mkdir(parents=True, exist_ok=True)
         return path.resolve()
+    from fusion_nb.env import output_root, new_run_dir
     return new_run_dir(output_root(params.get('output_dir') or None), tag).resolve()
 
 def execute_run(params: dict, notebook=None, progress_bar: bool = False) -> Path:
     "Execute the run notebook with `params` into a new run folder (run.ipynb beside results.json); return the folder."
     import papermill
     from papermill.exceptions import PapermillExecutionError
+    from fusion_nb.env import atomic_write_text
     from fusion_nb.fusion import resolve_models
     notebook = Path(notebook or run_notebook())
     model = params.get('model') or _literal(notebook_parameters(notebook).get('model', {}).get('default') or "'run'")
@@ -205,20 +234,26 @@ def execute_run(params: dict, notebook=None, progress_bar: bool = False) -> Path
     try:
         papermill.execute_notebook(str(notebook), str(run_dir / 'run.ipynb'), parameters=params, progress_bar=progress_bar)
     except PapermillExecutionError as e:
-        error_file = atomic_write_text(run_dir / 'error.txt', f'{e.ename}: {e.evalue}\n{e}')
+        error_file = run_dir / 'error.txt'
+        if not (e.ename == 'RunNotFinished' and error_file.is_file()):   # else the run's end wrote it, with how to finish
+            error_file = atomic_write_text(error_file, f'{e.ename}: {e.evalue}\n{e}')
         raise RunFailed(f'The run failed in cell [{e.exec_count}] with {e.ename}: {e.evalue}\n'
                         f'See {run_dir / "run.ipynb"} (the failing cell) and {error_file}.', run_dir, error_file) from None
     return run_dir
 
 # %% ../nbs/11_cli.ipynb #8f3cfe3b
 def _print_results(run_dir: Path) -> None:
-    "Print a run folder's test metrics table."
+    "Print a finished run's test metrics table, then what it concluded: `fusion_nb.experiment.run_digest` of its results.json."
+    from fusion_nb.schema import load_results
     from fusion_nb.report import results_table
-    table = results_table(load_results(run_dir))
+    from fusion_nb.experiment import run_digest
+    results = load_results(run_dir)
+    table = results_table(results)
     print(table[['views', 'average_precision', 'roc_auc', 'f1', 'threshold']].round(4).to_string())
+    print(f'\n{run_digest(results)}')
 
 def _run(args) -> int:
-    "`fusion-nb run`: execute the notebook, print the metrics and the run folder."
+    "`fusion-nb run`: execute the notebook, print the metrics, the run's digest (stage times, verdict) and the run folder."
     run_dir = execute_run(given_parameters(args), progress_bar=not args.no_progress)
     _print_results(run_dir)
     print(f'run folder: {run_dir}')
@@ -271,6 +306,7 @@ _BOARD_COLUMNS = ['model', 'head', 'views', 'n_seeds', 'seeds', *(f'{k}_{s}' for
 
 def leaderboard(results_list: list[dict]) -> pd.DataFrame:
     "Model x seeds over runs: mean and sample std (0 for one seed) of test AP, ROC-AUC and F1 per model key, best AP first."
+    import numpy as np, pandas as pd
     rows = [dict(model=key, head=m['head'], views=m['views'], seed=record['seed'], run=results['run']['name'],
                  data=results['dataset'].get('fingerprint'), **{k: record['test'][k] for k in LEADERBOARD_METRICS})
             for results in results_list for key, m in results['models'].items() for record in m['per_seed']]
@@ -299,10 +335,11 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return '\n'.join(lines)
 
 def _mean_pm_std(mean, std) -> str:
-    return 'n/a' if pd.isna(mean) else f'{mean:.4f} ± {std:.4f}'
+    return 'n/a' if mean is None or mean != mean else f'{mean:.4f} ± {std:.4f}'
 
 def leaderboard_markdown(board: pd.DataFrame, failed: list[SweepRun] = (), title: str = 'Sweep leaderboard') -> str:
     "The leaderboard as markdown: mean ± sample std over seeds per model, then any failed runs with their error files."
+    import pandas as pd
     shown = pd.DataFrame({'views': board['views'], 'seeds': board['n_seeds']}, index=board.index)
     for k, label in LEADERBOARD_METRICS.items():
         shown[label] = [_mean_pm_std(m, s) for m, s in zip(board[f'{k}_mean'], board[f'{k}_std'])]
@@ -314,7 +351,7 @@ def leaderboard_markdown(board: pd.DataFrame, failed: list[SweepRun] = (), title
 
 def plot_leaderboard(board: pd.DataFrame):
     "Horizontal bars of mean test AP, ROC-AUC and F1 per model with the std over seeds as error bars."
-    import matplotlib.pyplot as plt
+    import numpy as np, matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(LEADERBOARD_METRICS), figsize=(4 * len(LEADERBOARD_METRICS), 0.45 * len(board) + 1.6),
                              sharey=True, squeeze=False)
     y = np.arange(len(board))[::-1]                     # best model on top
@@ -331,6 +368,7 @@ def plot_leaderboard(board: pd.DataFrame):
 def write_leaderboard(sweep_dir, board: pd.DataFrame, failed: list[SweepRun] = ()) -> dict:
     "Write leaderboard.csv, .md and .png into `sweep_dir` (atomically); return their paths."
     import matplotlib.pyplot as plt
+    from fusion_nb.env import atomic_write_text
     from fusion_nb.report import save_figure
     sweep_dir = Path(sweep_dir)
     paths = dict(csv=atomic_write_text(sweep_dir / 'leaderboard.csv', board.to_csv()),
@@ -342,6 +380,8 @@ def write_leaderboard(sweep_dir, board: pd.DataFrame, failed: list[SweepRun] = (
 # %% ../nbs/11_cli.ipynb #8c544b50
 def execute_sweep(heads: list[str], seeds: list[int], params: dict, jobs: int = 1, output_dir=None, echo=None) -> tuple[Path, pd.DataFrame, list[SweepRun]]:
     "Run every (head, seed) with `params` in `jobs` parallel processes; write the leaderboard; return (sweep folder, leaderboard, failed runs)."
+    from fusion_nb.env import output_root, new_run_dir, atomic_write_text
+    from fusion_nb.schema import load_results
     from fusion_nb.fusion import resolve_models
     echo = echo or (lambda text: print(text, flush=True))
     heads = resolve_models(','.join(heads))                       # 'all', aliases and case resolved; a typo fails here
@@ -379,12 +419,16 @@ def _sweep(args) -> int:
 
 # %% ../nbs/11_cli.ipynb #407cb89d
 def _report(args) -> int:
-    "`fusion-nb report`: re-render a run folder's plots and summary."
-    from fusion_nb.report import rerender_report
+    "`fusion-nb report`: re-render a finished run's plots and summary, or finish a run whose end failed (status 1 if it fails again)."
+    from fusion_nb.report import rerender_report, RunNotFinished
+    from fusion_nb.schema import UNFINISHED
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir(): raise FileNotFoundError(f'{run_dir} is not a folder; pass a run folder that holds results.json.')
-    written = rerender_report(run_dir)
-    print(f're-rendered {", ".join(sorted(Path(p).name for p in written.values()))} in {run_dir.resolve()}')
+    finishing = not (run_dir / 'results.json').is_file() and (run_dir / UNFINISHED).is_file()
+    try: written = rerender_report(run_dir)
+    except RunNotFinished as e: print(f'fusion-nb report: {e}', file=sys.stderr); return 1
+    names = ', '.join(sorted(Path(p).name for p in written.values()))
+    print(f'finished the run: wrote {names} in {run_dir.resolve()}' if finishing else f're-rendered {names} in {run_dir.resolve()}')
     return 0
 
 # %% ../nbs/11_cli.ipynb #2e8c9317
@@ -392,14 +436,19 @@ def _kaggle_bundle(args) -> int:
     "`fusion-nb kaggle-bundle`: write the bundle, print notes and the upload instructions."
     from fusion_nb.kaggle import build_bundle
     try:
-        bundle = build_bundle(args.dataset_source, model=args.model, out=args.out, gpu=args.gpu, params=args.param,
-                              kernel_id=args.kernel_id, title=args.title, wheels_dataset=args.wheels_dataset)
+        bundle = build_bundle(args.dataset_source, model=args.model, out=args.out, accelerator=args.accelerator, gpu=args.gpu,
+                              params=args.param, kernel_id=args.kernel_id, title=args.title, wheels_dataset=args.wheels_dataset)
     except RuntimeError as e:
         print(f'fusion-nb kaggle-bundle: {e}', file=sys.stderr); return 1
     for note in bundle.notes: print(f'note: {note}', file=sys.stderr)
     print(bundle.readme)
     print(f'bundle folder: {bundle.folder}')
     return 0
+
+def _kaggle_accelerators() -> list[str]:
+    "The names `kaggle-bundle --accelerator` accepts (`fusion_nb.kaggle.KAGGLE_ACCELERATORS`)."
+    from fusion_nb.kaggle import KAGGLE_ACCELERATORS
+    return list(KAGGLE_ACCELERATORS)
 
 # %% ../nbs/11_cli.ipynb #6762d541
 _COMMANDS = {'run': _run, 'sweep': _sweep, 'report': _report, 'kaggle-bundle': _kaggle_bundle}
@@ -412,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     if notebook is None and argv and argv[0] in ('run', 'sweep') and not wants_help:
         try: run_notebook()
         except FileNotFoundError as e: print(f'fusion-nb {argv[0]}: error: {e}', file=sys.stderr); return 2
-    args = build_parser(notebook_parameters(notebook) if notebook else {}).parse_args(argv)
+    accelerators = _kaggle_accelerators() if argv[:1] == ['kaggle-bundle'] else None
+    args = build_parser(notebook_parameters(notebook) if notebook else {}, accelerators).parse_args(argv)
     try: return _COMMANDS[args.command](args)
     except RunFailed as e:
         print(f'fusion-nb {args.command}: {e}', file=sys.stderr); print(f'run folder: {e.run_dir}'); return 1

@@ -1,4 +1,8 @@
 """`fusion-nb kaggle-bundle` writes a folder that `kaggle kernels push` runs as is: the run notebook with its parameters baked in and an offline install cell first, its `kernel-metadata.json`, and a companion dataset of wheels (fusion_nb and what Kaggle lacks).
+`build_bundle` writes a Kaggle kernel folder that runs with the internet off: the run notebook with its
+parameters baked in, `kernel-metadata.json` with the chosen accelerator (`KAGGLE_ACCELERATORS`), and a
+companion dataset of the wheels Kaggle lacks; `plan_bundle` makes every check and name before anything is
+built.
 
 Docs: https://fusion-nb.github.io/fusion_nb/kaggle.html.md"""
 
@@ -6,7 +10,7 @@ Docs: https://fusion-nb.github.io/fusion_nb/kaggle.html.md"""
 
 # %% ../nbs/12_kaggle.ipynb #9a49a5a6
 from __future__ import annotations
-import ast, json, os, re, shutil, string, subprocess, sys, tempfile
+import ast, json, os, re, secrets, shutil, string, subprocess, sys, tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -16,10 +20,11 @@ from .env import project_root, atomic_write_text
 from .cli import run_notebook, notebook_parameters, parse_bool
 
 # %% auto #0
-__all__ = ['KAGGLE_MISSING', 'KAGGLE_PREINSTALLED', 'WHEELS_SLUG', 'WHEELS_TITLE', 'INSTALL_TAG', 'kaggle_slug', 'parse_ref',
-           'check_title', 'kernel_metadata', 'wheels_dataset_metadata', 'checkout_root', 'build_fusion_nb_wheel',
-           'download_wheels', 'install_cell_source', 'bundle_parameters', 'prepare_notebook', 'KaggleBundle',
-           'bundle_notes', 'build_bundle']
+__all__ = ['KAGGLE_ACCELERATORS', 'KAGGLE_GPU', 'KAGGLE_MISSING', 'KAGGLE_PREINSTALLED', 'WHEELS_SLUG', 'WHEELS_TITLE',
+           'INSTALL_TAG', 'kaggle_slug', 'parse_ref', 'check_title', 'accelerator_fields', 'kernel_metadata',
+           'wheels_dataset_metadata', 'checkout_root', 'build_fusion_nb_wheel', 'download_wheels',
+           'install_cell_source', 'bundle_parameters', 'prepare_notebook', 'KaggleBundle', 'bundle_dataset',
+           'bundle_notes', 'plan_bundle', 'build_bundle']
 
 # %% ../nbs/12_kaggle.ipynb #0f2a72c2
 def kaggle_slug(title: str) -> str:
@@ -51,7 +56,28 @@ def check_title(title: str, slug: str, what: str = 'kernel title') -> str:
     return title
 
 # %% ../nbs/12_kaggle.ipynb #424cac52
-def kernel_metadata(kernel_id: str, title: str, dataset_sources: list[str], code_file: str = 'run.ipynb', gpu: bool = False) -> dict:
+KAGGLE_ACCELERATORS = {
+    # name: kernel-metadata.json fields; machine_shape ids as Kaggle's client documents them
+    'none':     dict(enable_gpu=False, enable_tpu=False, machine_shape=''),                      # CPU only
+    'gpu-t4':   dict(enable_gpu=True,  enable_tpu=False, machine_shape='NvidiaTeslaT4'),         # one T4
+    'gpu-t4x2': dict(enable_gpu=True,  enable_tpu=False, machine_shape='NvidiaTeslaT4Highmem'),  # two T4s
+    'gpu-p100': dict(enable_gpu=True,  enable_tpu=False, machine_shape='NvidiaTeslaP100'),       # Kaggle's default GPU
+    'gpu-l4':   dict(enable_gpu=True,  enable_tpu=False, machine_shape='NvidiaL4'),
+    'tpu':      dict(enable_gpu=False, enable_tpu=True,  machine_shape='TpuV5E8'),               # TPU v5e-8
+}
+KAGGLE_GPU = 'gpu-t4'   # what a plain GPU request (gpu=True, the old --gpu) asks for
+
+def accelerator_fields(accelerator: str = 'none') -> dict:
+    "The `enable_gpu`, `enable_tpu` and `machine_shape` of kernel-metadata.json for a `KAGGLE_ACCELERATORS` name."
+    name = str(accelerator or 'none').strip().lower()
+    if name not in KAGGLE_ACCELERATORS:
+        raise ValueError(f'--accelerator {accelerator!r} is not one fusion_nb knows; '
+                         f'choose one of {", ".join(KAGGLE_ACCELERATORS)}.')
+    return dict(KAGGLE_ACCELERATORS[name])
+
+# %% ../nbs/12_kaggle.ipynb #0a7b7abf
+def kernel_metadata(kernel_id: str, title: str, dataset_sources: list[str], code_file: str = 'run.ipynb',
+                    accelerator: str = 'none') -> dict:
     "`kernel-metadata.json` for `kaggle kernels push`: a private notebook kernel, internet off, reading `dataset_sources`."
     owner, slug = parse_ref(kernel_id, 'the kernel id')
     if kaggle_slug(slug) != slug:
@@ -61,7 +87,7 @@ def kernel_metadata(kernel_id: str, title: str, dataset_sources: list[str], code
     sources = [f'{o}/{s}' for o, s in (parse_ref(d, 'a dataset source') for d in dataset_sources)]
     if len(set(sources)) != len(sources): raise ValueError(f'dataset sources repeat one another: {sources}.')
     return {'id': f'{owner}/{slug}', 'title': title, 'code_file': code_file, 'language': 'python', 'kernel_type': 'notebook',
-            'is_private': True, 'enable_gpu': bool(gpu), 'enable_internet': False, 'dataset_sources': sources,
+            'is_private': True, **accelerator_fields(accelerator), 'enable_internet': False, 'dataset_sources': sources,
             'competition_sources': [], 'kernel_sources': [], 'model_sources': []}
 
 # %% ../nbs/12_kaggle.ipynb #f9d7efa3
@@ -91,9 +117,13 @@ def wheels_dataset_metadata(ref: str, title: str = WHEELS_TITLE) -> dict:
     return {'title': title, 'id': f'{owner}/{slug}', 'licenses': [{'name': 'apache-2.0'}]}
 
 # %% ../nbs/12_kaggle.ipynb #b9ae2b87
-def _pip(*args, what: str) -> subprocess.CompletedProcess:
-    "Run `python -m pip ARGS`; a RuntimeError with pip's last words if it fails."
-    proc = subprocess.run([sys.executable, '-m', 'pip', *map(str, args)], capture_output=True, text=True)
+def _pip(*args, what: str, timeout: float = 480) -> subprocess.CompletedProcess:
+    "Run `python -m pip ARGS`; a RuntimeError with pip's last words if it fails or runs longer than `timeout` seconds."
+    command = [sys.executable, '-m', 'pip', *map(str, args)]
+    try: proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f'{what} did not finish in {timeout:.0f} s, so pip was stopped; check the network or the '
+                           'package index (offline: PIP_NO_INDEX=1 PIP_FIND_LINKS=<folder of wheels>).') from None
     if proc.returncode:
         said = '\n'.join((proc.stderr or proc.stdout).strip().splitlines()[-12:])
         raise RuntimeError(f'{what} failed (pip exited with {proc.returncode}):\n{said}')
@@ -245,9 +275,11 @@ class KaggleBundle:
     wheels: list[str]                 # wheel file names in wheels_folder
     readme: str                       # README.txt: how to upload
     notes: list[str] = field(default_factory=list)   # things worth a second look
+    accelerator: str = 'none'                        # a KAGGLE_ACCELERATORS name
 
 def _readme(folder: Path, wheels_folder: Path, kernel: dict, wheels_dataset: dict, parameters: dict, wheels: list[str]) -> str:
-    return f'''fusion_nb Kaggle bundle: kernel {kernel['id']} ("{kernel['title']}"), GPU {'on' if kernel['enable_gpu'] else 'off'}, internet off.
+    machine = kernel['machine_shape'] or 'none (CPU)'
+    return f'''fusion_nb Kaggle bundle: kernel {kernel['id']} ("{kernel['title']}"), accelerator {machine}, internet off.
 
 1. Upload the wheels as a private dataset (once per fusion_nb version):
      kaggle datasets create -p {wheels_folder}
@@ -265,39 +297,86 @@ The notebook's first code cell installs fusion_nb from the wheel dataset with pi
 /kaggle/working/outputs unless output_dir says otherwise, and appear as the kernel's output.
 '''
 
-def bundle_notes(parameters: dict, specs: dict, data_source: str) -> list[str]:
-    "Things about a bundle worth a second look (not errors): e.g. an attached dataset that the notebook will not read."
+# %% ../nbs/12_kaggle.ipynb #f9c3aea8
+def bundle_dataset(parameters: dict, specs: dict) -> str:
+    "The dataset the bundled notebook reads: its `dataset` parameter or default (`embeddings` if only a store is given)."
     dataset = parameters.get('dataset', ast.literal_eval(specs.get('dataset', {}).get('default') or "''"))
-    if dataset in ('synthetic', 'demo'):
-        return [f"the notebook's dataset is {dataset!r}, so the attached {data_source} is not read; add --param dataset paysim "
-                '(or ibm_aml, amlsim, elliptic) to train on it.']
-    return []
+    return 'embeddings' if parameters.get('embeddings') and dataset == 'synthetic' else dataset
 
-def build_bundle(dataset_source: str, model: str = 'Gated', out='kaggle-bundle', gpu: bool = False, params=(),
-                 kernel_id: str | None = None, title: str | None = None, wheels_dataset: str | None = None) -> KaggleBundle:
-    "Write a folder for `kaggle kernels push`: the prepared run notebook, kernel-metadata.json, README.txt and the wheel dataset."
+_ACCELERATOR_NOTES = {
+    'gpu-p100': "the P100 is a Pascal GPU (sm_60) for which recent torch CUDA builds have no kernels; if the run stops "
+                "with 'no kernel image is available for execution on the device', use --accelerator gpu-t4.",
+    'gpu-t4x2': 'the notebook trains in one process on the first of the two T4s; fusion_nb.distributed under torchrun '
+                'uses both.',
+    'tpu': "fusion_nb trains with torch on CUDA or the CPU, not on TPUs: this kernel runs on the TPU host's CPUs.",
+}
+
+def bundle_notes(parameters: dict, specs: dict, data_source: str, accelerator: str = 'none') -> list[str]:
+    "Things about a bundle worth a second look (not errors): e.g. an attached dataset that the notebook will not read."
+    notes, dataset = [], bundle_dataset(parameters, specs)
+    if dataset in ('synthetic', 'demo'):
+        notes.append(f"the notebook's dataset is {dataset!r}, so the attached {data_source} is not read; add "
+                     '--param dataset paysim (or ibm_aml, amlsim, elliptic) to train on it.')
+    if accelerator in _ACCELERATOR_NOTES: notes.append(_ACCELERATOR_NOTES[accelerator])
+    return notes
+
+# %% ../nbs/12_kaggle.ipynb #784cb8c4
+def _accelerator(accelerator: str, gpu: bool) -> str:
+    "The `KAGGLE_ACCELERATORS` name that `accelerator` and the `gpu` alias (a plain GPU: `KAGGLE_GPU`) ask for."
+    name = str(accelerator or 'none').strip().lower()
+    accelerator_fields(name)                                        # an unknown name fails here, listing the choices
+    if gpu and name == 'none': return KAGGLE_GPU
+    if gpu and not KAGGLE_ACCELERATORS[name]['enable_gpu']:
+        raise ValueError(f'--gpu asks for a GPU but --accelerator is {accelerator!r}; pass one of the two.')
+    return name
+
+def plan_bundle(dataset_source: str, model: str = 'Gated', accelerator: str = 'none', params=(),
+                kernel_id: str | None = None, title: str | None = None, wheels_dataset: str | None = None,
+                gpu: bool = False) -> dict:
+    "Check a bundle's options; the `kernel` and `wheels_dataset` metadata, `parameters`, `accelerator` and `notes`."
     data_owner, data_slug = parse_ref(dataset_source, '--dataset-source')
+    accelerator = _accelerator(accelerator, gpu)
     specs = notebook_parameters()
     parameters = bundle_parameters(model, params, specs)
     if kernel_id: owner, slug = parse_ref(kernel_id, '--kernel-id')
     else:
         owner = data_owner
-        title = title or f'fusion_nb {model} {data_slug}'[:50].strip(' -_')
+        title = title or f'fusion_nb {model} {bundle_dataset(parameters, specs)}'[:50].strip(' -_')
         slug = kaggle_slug(check_title(title, kaggle_slug(title)))
     title = title or slug.replace('-', ' ')
-    wheels_ref = wheels_dataset or f'{owner}/{WHEELS_SLUG}'
-    wheels_meta = wheels_dataset_metadata(wheels_ref)
-    kernel = kernel_metadata(f'{owner}/{slug}', title, [f'{data_owner}/{data_slug}', wheels_meta['id']], gpu=gpu)
+    wheels_meta = wheels_dataset_metadata(wheels_dataset or f'{owner}/{WHEELS_SLUG}')
+    sources = [f'{data_owner}/{data_slug}', wheels_meta['id']]
+    kernel = kernel_metadata(f'{owner}/{slug}', title, sources, accelerator=accelerator)
     device = str(parameters.get('device', 'auto')).lower()
-    if device.startswith('cuda') and not gpu: raise ValueError(f'--param device {device} needs a GPU kernel: add --gpu, or leave device at auto.')
+    if device.startswith('cuda') and not kernel['enable_gpu']:
+        gpus = ', '.join(n for n, f in KAGGLE_ACCELERATORS.items() if f['enable_gpu'])
+        raise ValueError(f'--param device {device} needs a GPU kernel: pass --accelerator {KAGGLE_GPU} (or {gpus}), '
+                         'or leave device at auto.')
+    notes = bundle_notes(parameters, specs, kernel['dataset_sources'][0], accelerator)
+    if not kernel_id: notes.append(f'the kernel {kernel["id"]} and the wheel dataset {wheels_meta["id"]} belong to {owner}, '
+                                   f'the owner of --dataset-source; if you are not {owner}, pass --kernel-id YOUR_NAME/{slug}.')
+    return dict(kernel=kernel, wheels_dataset=wheels_meta, parameters=parameters, accelerator=accelerator, notes=notes)
+
+# %% ../nbs/12_kaggle.ipynb #00bd98df
+def _new_folder(parent: Path, prefix: str) -> Path:
+    "A new folder `parent/<prefix><random>` made as `mkdir` makes one (0o777 less the umask; `mkdtemp` gives 0o700)."
+    for _ in range(100):
+        path = parent / f'{prefix}{secrets.token_hex(4)}'
+        try: path.mkdir(); return path
+        except FileExistsError: continue
+    raise FileExistsError(f'Could not make a new folder {parent}/{prefix}*: 100 random names were taken.')
+
+def build_bundle(dataset_source: str, model: str = 'Gated', out='kaggle-bundle', accelerator: str = 'none', params=(),
+                 kernel_id: str | None = None, title: str | None = None, wheels_dataset: str | None = None,
+                 gpu: bool = False) -> KaggleBundle:
+    "Write a folder for `kaggle kernels push`: the run notebook, kernel-metadata.json, README.txt, the wheel dataset."
+    plan = plan_bundle(dataset_source, model, accelerator, params, kernel_id, title, wheels_dataset, gpu)
+    kernel, wheels_meta, parameters = plan['kernel'], plan['wheels_dataset'], plan['parameters']
     out = Path(out).expanduser().resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f'{out} is not an empty folder; bundles are never written over old ones: pass a new --out folder or delete it.')
-    notes = bundle_notes(parameters, specs, kernel['dataset_sources'][0])
-    if not kernel_id: notes.append(f'the kernel {kernel["id"]} and the wheel dataset {wheels_meta["id"]} belong to {owner}, the owner of '
-                                   f'--dataset-source; if you are not {owner}, pass --kernel-id YOUR_NAME/{slug}.')
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f'.{out.name}.building-'))
+    work = _new_folder(out.parent, f'.{out.name}.building-')
     try:
         wheels_folder = work / wheels_meta['id'].split('/')[1]
         wheel = build_fusion_nb_wheel(wheels_folder)
@@ -312,4 +391,5 @@ def build_bundle(dataset_source: str, model: str = 'Gated', out='kaggle-bundle',
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return KaggleBundle(out, out / kernel['code_file'], out / wheels_folder.name, kernel, wheels_meta, parameters, wheels, readme, notes)
+    return KaggleBundle(out, out / kernel['code_file'], out / wheels_folder.name, kernel, wheels_meta, parameters, wheels,
+                        readme, plan['notes'], plan['accelerator'])
