@@ -1,5 +1,7 @@
-"""Metrics for rare-fraud scores: a decision threshold tuned on validation and applied to test,
-average precision as the headline, and no fake 0.0 on a split that has only one class.
+"""Metrics for rare-fraud scores: a decision threshold tuned on validation and applied to test, average precision as the headline, and no fake 0.0 on a split that has only one class.
+`evaluate_scores` turns scores into the metrics a fraud team reads: average precision first, ROC-AUC, and
+precision, recall and F1 at a threshold chosen on validation (`best_f1_threshold`) and applied unchanged
+to test. A split with one class gets undefined metrics (None), never a fake 0.0.
 
 Docs: https://fusion-nb.github.io/fusion_nb/evaluate.html.md"""
 
@@ -39,6 +41,11 @@ def _confusion(y: np.ndarray, p: np.ndarray, threshold: float) -> np.ndarray:
     return np.bincount(2 * y + (p >= threshold), minlength=4).reshape(2, 2)
 
 
+def _unit(value) -> float:
+    "A rate computed as a floating-point sum, clipped into [0, 1] (such sums can overshoot 1 by an ulp)."
+    return min(max(float(value), 0.0), 1.0)
+
+
 def _f1(cm: np.ndarray) -> float:
     tp, fp, fn = cm[1, 1], cm[0, 1], cm[1, 0]
     return float(2 * tp / (2 * tp + fp + fn)) if tp else 0.0
@@ -71,8 +78,8 @@ def binary_metrics(y, p, threshold: float = 0.5, split: str = 'test') -> dict:
             'precision': float(tp / (tp + fp)) if tp + fp else 0.0,
             'recall': float(tp / (tp + fn)) if tp + fn else 0.0,
             'f1': _f1(cm),
-            'roc_auc': float(roc_auc_score(y, p)) if both_classes else None,
-            'average_precision': float(average_precision_score(y, p)) if both_classes else None,
+            'roc_auc': _unit(roc_auc_score(y, p)) if both_classes else None,
+            'average_precision': _unit(average_precision_score(y, p)) if both_classes else None,
             'confusion_matrix': [[tn, fp], [fn, tp]],
             'threshold': float(threshold), 'n': n, 'n_fraud': n_fraud, 'fraud_rate': n_fraud / n}
 

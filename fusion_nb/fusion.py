@@ -1,4 +1,8 @@
 """Four ways to turn the graph view and the sequence view of a transaction into one fraud score, a registry that picks them by name, and a single-view switch for ablations.
+The four fusion heads (`SimpleFusion`, `AttentionFusion`, `GatedFusion`, `CrossModalFusion`) share one
+interface: two embeddings in, one fraud logit and the per-view weights out. `build_head` and
+`resolve_models` pick them by name, and `select_views` trains the same head on one view alone for the
+ablation.
 
 Docs: https://fusion-nb.github.io/fusion_nb/fusion.html.md"""
 

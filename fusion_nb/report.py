@@ -1,4 +1,9 @@
 """The run folder's tables, plots, `summary.md` and `results.json`, made from the results dictionary and the saved test scores, so a report can be re-rendered later from the files alone.
+`finish_run` ends a run without losing it: the predictions, the verdict, the plots (metrics, PR and ROC
+curves, training curves, confusion matrices, modality weights, alert budgets, the verdict), the schema-
+checked `results.json`, `results.csv` and `summary.md`, with an `error.txt` and a kept copy of the results
+if a step fails. `rerender_report` rebuilds or finishes a report from the files alone, and every user-
+supplied string is escaped.
 
 Docs: https://fusion-nb.github.io/fusion_nb/report.html.md"""
 
@@ -6,7 +11,7 @@ Docs: https://fusion-nb.github.io/fusion_nb/report.html.md"""
 
 # %% ../nbs/09_report.ipynb #833c8849
 from __future__ import annotations
-import io, json, math
+import io, json, math, re, shlex, time, traceback
 from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib
@@ -14,14 +19,16 @@ import matplotlib.pyplot as plt
 from matplotlib.container import BarContainer
 from sklearn.metrics import precision_recall_curve, roc_curve, average_precision_score, roc_auc_score
 from .env import atomic_write_bytes, atomic_write_text
-from .schema import validate_results, load_results
-from .stats import alert_budget_metrics, load_predictions, verdict
+from .schema import validate_results, load_results, clip_rounding, ResultsSchemaError, UNFINISHED
+from .stats import alert_budget_metrics, load_predictions, verdict, resampled_average_precision, validation_ap, OUTCOMES
 
 # %% auto #0
-__all__ = ['TABLE_METRICS', 'ALERT_BUDGETS', 'PLOTS', 'PREDICTION_PLOTS', 'results_table', 'plot_metric_comparison',
-           'plot_training_curves', 'plot_confusion_matrices', 'plot_modality_weights', 'plot_pr_curves',
-           'plot_roc_curves', 'alert_budget_table', 'plot_alert_budget', 'to_jsonable', 'save_figure', 'write_results',
-           'write_summary', 'render_report', 'rerender_report']
+__all__ = ['TABLE_METRICS', 'MODALITY_CAVEAT', 'SMOKE_BANNER', 'ALERT_BUDGETS', 'ERROR_FILE', 'PLOTS', 'PREDICTION_PLOTS',
+           'results_table', 'plot_metric_comparison', 'plot_training_curves', 'plot_confusion_matrices',
+           'plot_modality_weights', 'plot_pr_curves', 'plot_roc_curves', 'report_verdict', 'plot_verdict',
+           'alert_budget_table', 'plot_alert_budget', 'to_jsonable', 'RunNotFinished', 'finish_command',
+           'save_unfinished', 'run_not_finished', 'save_figure', 'write_results', 'md_escape', 'md_code',
+           'write_summary', 'verdict_markdown', 'dataset_markdown', 'render_report', 'finish_run', 'rerender_report']
 
 # %% ../nbs/09_report.ipynb #fcb11aca
 TABLE_METRICS = ('average_precision', 'roc_auc', 'f1', 'precision', 'recall', 'accuracy')
@@ -54,6 +61,10 @@ def _line_style(record: dict | None) -> str:
     views = (record or {}).get('views')
     return '-' if views == 'both' else '--' if views in ('gnn', 'seq') else ':'
 
+def _marker(record: dict | None) -> str:
+    views = (record or {}).get('views')
+    return 'o' if views == 'both' else 's' if views in ('gnn', 'seq') else 'D'
+
 def _fraud_rate(results: dict):
     rates = [(m.get('test') or {}).get('fraud_rate') for m in results['models'].values()]
     return next((r for r in rates if r is not None), None)
@@ -65,21 +76,35 @@ def _bars(ax, x, values, stds=None, **kwargs):
     ax.bar(x[ok], values[ok], yerr=yerr, capsize=2, error_kw=dict(lw=0.8), **kwargs)
     for xi in x[~ok]: ax.text(xi, 0.02, 'n/a', ha='center', va='bottom', rotation=90, fontsize=7)
 
+def _data_range(values, stds, pad: float = 0.15, min_span: float = 0.02) -> tuple[float, float]:
+    "Axis limits around mean ± std of the defined values, padded, inside [0, 1]."
+    values, stds = np.asarray(values, dtype=float), np.nan_to_num(np.asarray(stds, dtype=float))
+    ok = np.isfinite(values)
+    if not ok.any(): return 0.0, 1.0
+    low, high = float((values - stds)[ok].min()), float((values + stds)[ok].max())
+    span = max(high - low, min_span)
+    return max(0.0, low - pad * span), min(1.0, high + pad * span)
+
 # %% ../nbs/09_report.ipynb #2f72b2f7
 def plot_metric_comparison(results: dict, metrics=('average_precision', 'roc_auc', 'f1', 'precision', 'recall')):
-    "Grouped bars of test metrics per model: mean over seeds with std error bars (undefined metrics marked n/a, not drawn as 0)."
+    "One panel per test metric, AP first, each scaled to its own values: mean over seeds ± std per model (undefined: n/a)."
     table = results_table(results)
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(table)), 4))
-    width = 0.8 / len(metrics); x = np.arange(len(table))
-    for i, metric in enumerate(metrics):
-        _bars(ax, x + i * width, table[metric], table[f'{metric}_std'], width=width, label=metric, alpha=0.85)
+    names = list(table.index); colors = _colors(names); ys = np.arange(len(names))[::-1]
+    fig, axes = plt.subplots(1, len(metrics), sharey=True, squeeze=False, figsize=(2.6 * len(metrics) + 1.5, 0.42 * len(names) + 1.6))
     rate = _fraud_rate(results)
-    if rate is not None: ax.axhline(rate, color='grey', ls=':', lw=1, label=f'fraud rate {rate:.3f} (AP of random scores)')
-    ax.set_xticks(x + width * (len(metrics) - 1) / 2, [f'{k}\n({n} seed{"s" * (n > 1)})' for k, n in table['seeds'].items()],
-                  rotation=20, ha='right', fontsize=8)
-    ax.set_ylim(0, 1.05); ax.set_ylabel('test score'); ax.grid(axis='y', alpha=0.3)
-    ax.set_title('Test metrics: mean over seeds, bars = std (threshold chosen on validation)')
-    ax.legend(fontsize=8, ncol=3, loc='upper center', bbox_to_anchor=(0.5, -0.3))
+    for ax, metric in zip(axes[0], metrics):
+        values, stds = table[metric].to_numpy(float), table[f'{metric}_std'].to_numpy(float)
+        for y, name, v, s in zip(ys, names, values, stds):
+            if not np.isfinite(v): ax.text(0.5, y, 'n/a', transform=ax.get_yaxis_transform(), ha='center', va='center', fontsize=8); continue
+            ax.errorbar(v, y, xerr=np.nan_to_num(s), fmt=_marker(results['models'][name]), color=colors[name], capsize=3, ms=6, label=name)
+        low, high = _data_range(values, stds)
+        ax.set_xlim(low, high); ax.grid(axis='x', alpha=0.3)
+        ax.set_title(metric.replace('_', ' '), fontsize=10, fontweight='bold' if metric == 'average_precision' else 'normal')
+        if metric == 'average_precision' and rate is not None:
+            if low <= rate <= high: ax.axvline(rate, color='grey', ls=':', lw=1)
+            ax.set_xlabel(f'random scores: {rate:.3f}', fontsize=8)
+    axes[0, 0].set_yticks(ys, [f'{k} ({n} seed{"s" * (n > 1)})' for k, n in table['seeds'].items()], fontsize=8)
+    fig.suptitle('Test metrics: mean over seeds ± std; each panel scaled to its own values (threshold chosen on validation)', fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -108,18 +133,25 @@ def plot_training_curves(results: dict):
     return fig
 
 # %% ../nbs/09_report.ipynb #bba4cf38
+def _mean_confusion(record: dict) -> tuple[np.ndarray, int]:
+    "Confusion matrix averaged over a model's seeds (from `per_seed`, else the summed matrix / seeds) and the number of seeds."
+    per_seed = [r['test']['confusion_matrix'] for r in record.get('per_seed') or [] if (r.get('test') or {}).get('confusion_matrix') is not None]
+    if per_seed: return np.mean(np.asarray(per_seed, dtype=float), axis=0), len(per_seed)
+    k = _n_seeds(record)
+    return np.asarray(record['test']['confusion_matrix'], dtype=float) / k, k
+
 def plot_confusion_matrices(results: dict, models=None, per_row: int = 3):
-    "Test confusion matrices per model (counts summed over seeds, and normalised by true class), `per_row` models a row."
+    "Test confusion matrices per model, counts averaged over its seeds (one test split's worth) and normalised by true class."
     names = [n for n in (models or results['models']) if (results['models'][n].get('test') or {}).get('confusion_matrix') is not None]
     if not names: return None
     cols = min(per_row, len(names)); rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, 2 * cols, figsize=(5.6 * cols, 3.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(5.6 * cols, 3.0 * rows + 0.4), squeeze=False)
     for ax in axes.flat: ax.set_axis_off()
     for j, name in enumerate(names):
-        m = results['models'][name]; k = _n_seeds(m)
-        cm = np.asarray(m['test']['confusion_matrix'], dtype=float)
+        cm, k = _mean_confusion(results['models'][name])
         norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-        panels = ((cm, '{:.0f}', 'Blues', f'counts ({k} seed{"s" * (k > 1)} summed)'), (norm, '{:.2f}', 'Greens', 'share of actual'))
+        count_fmt = '{:.0f}' if np.allclose(cm, np.round(cm)) else '{:.1f}'
+        panels = ((cm, count_fmt, 'Blues', f'counts, mean of {k} seed{"s" * (k > 1)}'), (norm, '{:.2f}', 'Greens', 'share of actual'))
         for i, (mat, fmt, cmap, what) in enumerate(panels):
             ax = axes[j // cols, 2 * (j % cols) + i]; ax.set_axis_on()
             ax.imshow(mat, cmap=cmap, vmin=0)
@@ -127,10 +159,13 @@ def plot_confusion_matrices(results: dict, models=None, per_row: int = 3):
                 ax.text(c, r, fmt.format(v), ha='center', va='center', color='black', fontsize=9, bbox=dict(facecolor='white', alpha=0.6, lw=0))
             ax.set_xticks([0, 1], ['legit', 'fraud']); ax.set_yticks([0, 1], ['legit', 'fraud'])
             ax.set_xlabel('predicted'); ax.set_ylabel('actual'); ax.set_title(f'{name}\n{what}', fontsize=9)
+    fig.suptitle('Test confusion matrices at the validation-chosen threshold: counts averaged over each model\'s seeds (one test split)', fontsize=10)
     fig.tight_layout()
     return fig
 
 # %% ../nbs/09_report.ipynb #b5971d2f
+MODALITY_CAVEAT = "A gate's share is how much the head weighted each view's embedding, not a feature importance."
+
 def plot_modality_weights(results: dict):
     "Graph vs sequence share of each fusion head's modality weights on fraud and on legitimate test transactions (dots: seeds); None if no head has weights."
     rows = []
@@ -154,7 +189,8 @@ def plot_modality_weights(results: dict):
     ax.legend(unique.values(), unique.keys(), fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.45), ncol=3)
     ax.axvline(0.5, color='grey', ls=':', lw=1)
     ax.set_yticks(ys, [r[0] for r in rows]); ax.set_xlim(0, 1); ax.set_xlabel('share of modality weight (mean over test transactions)')
-    ax.set_title('Which view each fusion head relies on, fraud vs legitimate')
+    ax.set_title('Which view each fusion head relies on, fraud vs legitimate', pad=20)
+    ax.text(0.5, 1.01, MODALITY_CAVEAT, transform=ax.transAxes, ha='center', va='bottom', fontsize=8, style='italic')
     fig.tight_layout()
     return fig
 
@@ -170,6 +206,15 @@ def _thin(*arrays, max_points: int = 4000):
     keep = np.unique(np.linspace(0, n - 1, max_points).astype(int))
     return tuple(a[keep] for a in arrays)
 
+def _seed_scores(predictions: dict, key: str) -> np.ndarray:
+    "A model's test scores per seed [n_seeds, n] (predictions without `seed_scores`: the averaged scores as one seed)."
+    return np.atleast_2d((predictions.get('seed_scores') or {}).get(key, predictions['scores'][key]))
+
+def _mean_over_seeds(y, seed_scores, kind: str) -> float:
+    "AP (or ROC-AUC) of each seed's scores, averaged over seeds: the table's definition."
+    if kind == 'pr': return float(resampled_average_precision(y, seed_scores, np.arange(len(y))[None])[0])
+    return float(np.mean([roc_auc_score(y, s) for s in seed_scores]))
+
 def _curve_plot(results, predictions, kind: str):
     y = predictions['label']
     if y.min() == y.max(): return None                       # one class: both curves are undefined
@@ -177,30 +222,68 @@ def _curve_plot(results, predictions, kind: str):
     fig, ax = plt.subplots(figsize=(6.5, 5))
     for k in keys:
         s, style = predictions['scores'][k], dict(color=colors[k], ls=_line_style(results['models'].get(k)), lw=1.5)
+        value = _mean_over_seeds(y, _seed_scores(predictions, k), kind)
         if kind == 'pr':
             precision, recall, _ = precision_recall_curve(y, s)
-            ax.plot(*_thin(recall, precision), drawstyle='steps-post', label=f'{k} (AP {average_precision_score(y, s):.3f})', **style)
+            ax.plot(*_thin(recall, precision), drawstyle='steps-post', label=f'{k} (AP {value:.3f})', **style)
         else:
             fpr, tpr, _ = roc_curve(y, s)
-            ax.plot(*_thin(fpr, tpr), label=f'{k} (AUC {roc_auc_score(y, s):.3f})', **style)
+            ax.plot(*_thin(fpr, tpr), label=f'{k} (AUC {value:.3f})', **style)
+    note = 'curves: scores averaged over seeds; legend: mean over seeds of per-seed '
     if kind == 'pr':
         ax.axhline(y.mean(), color='grey', ls=':', lw=1, label=f'random scores (fraud rate {y.mean():.3f})')
-        ax.set(xlabel='recall (share of fraud caught)', ylabel='precision (share of alerts that are fraud)', title='Precision-recall on test (scores averaged over seeds)')
+        ax.set(xlabel='recall (share of fraud caught)', ylabel='precision (share of alerts that are fraud)', title=f'Precision-recall on test\n({note}AP)')
     else:
         ax.plot([0, 1], [0, 1], color='grey', ls=':', lw=1, label='random scores')
-        ax.set(xlabel='false positive rate', ylabel='true positive rate (recall)', title='ROC on test (scores averaged over seeds)')
+        ax.set(xlabel='false positive rate', ylabel='true positive rate (recall)', title=f'ROC on test\n({note}ROC-AUC)')
+    ax.title.set_fontsize(10)
     ax.set_xlim(0, 1); ax.set_ylim(0, 1.02); ax.grid(alpha=0.3); ax.legend(fontsize=7, loc='lower left' if kind == 'pr' else 'lower right')
     fig.tight_layout()
     return fig
 
 # %% ../nbs/09_report.ipynb #09620984
 def plot_pr_curves(results: dict, predictions: dict):
-    "Precision-recall curves of every model on one chart, from its test scores averaged over seeds; None on a one-class test split."
+    "Precision-recall curves of every model (seed-averaged scores; legend: mean per-seed AP); None on a one-class test split."
     return _curve_plot(results, predictions, 'pr')
 
 def plot_roc_curves(results: dict, predictions: dict):
-    "ROC curves of every model on one chart, from its test scores averaged over seeds; None on a one-class test split."
+    "ROC curves of every model (seed-averaged scores; legend: mean per-seed ROC-AUC); None on a one-class test split."
     return _curve_plot(results, predictions, 'roc')
+
+# %% ../nbs/09_report.ipynb #c77922e8
+def report_verdict(results: dict, predictions: dict | None = None, n_boot: int = 2000, seed: int = 0) -> dict | None:
+    "The stored verdict if current, else one recomputed from the test scores (older runs), else the stored one as it is (or None)."
+    stored = results.get('verdict')
+    if stored and 'comparisons' in stored: return stored
+    if predictions is not None: return verdict(results, predictions, n_boot=n_boot, seed=seed)
+    return stored
+
+_OUTCOME_COLORS = dict(zip(OUTCOMES, ('tab:green', 'tab:red', 'tab:grey')))
+SMOKE_BANNER = 'Smoke run (tiny data, few epochs): checks that the code runs, not a result'
+
+def plot_verdict(results: dict, predictions: dict | None = None, n_boot: int = 2000):
+    "Each comparison of the verdict: AP difference (fusion minus other) with its bootstrap interval and the 0 line; None without one."
+    v = report_verdict(results, predictions, n_boot=n_boot)
+    if not v or not v.get('comparisons'): return None
+    comps = v['comparisons']; ys = np.arange(len(comps))[::-1]
+    fig, ax = plt.subplots(figsize=(8.5, 0.9 * len(comps) + 1.9))
+    for y, c in zip(ys, comps):
+        color = _OUTCOME_COLORS.get(c['outcome'], 'black')
+        ax.errorbar(c['diff'], y, xerr=[[c['diff'] - c['low']], [c['high'] - c['diff']]], fmt='o', color=color, capsize=6, lw=2, ms=7)
+        ax.annotate(f"{c['outcome']}\n{c['diff']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]", (c['diff'], y), xytext=(0, 12),
+                    textcoords='offset points', ha='center', va='bottom', fontsize=8, color=color)
+    reach = max(max(abs(c['low']), abs(c['high'])) for c in comps) * 1.25 or 0.01
+    ax.set_xlim(-reach, reach); ax.set_ylim(-0.6, len(comps) - 0.1)
+    ax.axvline(0, color='black', lw=1)
+    ax.set_yticks(ys, [f"{v['best_fusion']}\nvs {c['other']}\n({c['role'].removeprefix('the ')})" for c in comps], fontsize=8)
+    ax.set_xlabel(f"AP difference on test, fusion minus other (AP = {v.get('ap_definition', 'mean over seeds of per-seed AP')})", fontsize=8)
+    ax.grid(axis='x', alpha=0.3)
+    title = f"Verdict: {comps[0]['ci']:.0%} paired-bootstrap intervals; models selected on validation AP, compared on test"
+    if v.get('smoke') or (results.get('params') or {}).get('smoke'):
+        ax.set_title(f'{SMOKE_BANNER.upper()}\n{title}', fontsize=9, color='tab:red')
+    else: ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/09_report.ipynb #79432f50
 ALERT_BUDGETS = (0.005, 0.01, 0.02)
@@ -243,23 +326,76 @@ def to_jsonable(obj):
     if isinstance(obj, Path): return str(obj)
     return obj
 
+ERROR_FILE = 'error.txt'
+
+class RunNotFinished(RuntimeError):
+    "The last step of a run failed; its results are kept in `results.unfinished.json` and `error.txt` says how to finish."
+    def __init__(self, message: str, run_dir: Path, error_file: Path | None):
+        super().__init__(message)
+        self.run_dir, self.error_file = run_dir, error_file
+
+def finish_command(run_dir) -> str:
+    "The shell command that finishes the run in `run_dir` (or re-renders its report)."
+    return f'fusion-nb report {shlex.quote(str(Path(run_dir).resolve()))}'
+
+def save_unfinished(run_dir, results: dict) -> Path:
+    "Write `results`, unvalidated, as `results.unfinished.json`: what a run computed, kept before any step that can fail."
+    text = json.dumps(to_jsonable(results), indent=2, allow_nan=False, default=repr)
+    return atomic_write_text(Path(run_dir) / UNFINISHED, text)
+
+def run_not_finished(run_dir, step: str, error: BaseException, results: dict | None = None) -> RunNotFinished:
+    "Keep `results` (if given), write error.txt (what failed, the error, the command that finishes the run); return the error to raise."
+    run_dir = Path(run_dir)
+    if results is not None:
+        try: save_unfinished(run_dir, results)
+        except Exception: pass                                  # the error below still says what failed first
+    kept = [f'its results in {run_dir / UNFINISHED}'] if (run_dir / UNFINISHED).is_file() else []
+    kept += ['its test scores in predictions.npz'] if (run_dir / 'predictions.npz').is_file() else []
+    message = (f'The run in {run_dir} did not finish: {step} failed with {type(error).__name__}: {error}\n'
+               f'Kept: {", ".join(kept) or "nothing (the folder could not be written)"}; results.json was not written, so the '
+               f'run does not count as finished. Fix the cause, then finish the run (verdict, plots, summary.md, results.json) '
+               f'with:\n  {finish_command(run_dir)}')
+    try: error_file = atomic_write_text(run_dir / ERROR_FILE, message + '\n\n' + ''.join(traceback.format_exception(error)))
+    except Exception: error_file = None
+    return RunNotFinished(message, run_dir, error_file)
+
 def save_figure(fig, path) -> Path:
     "Save a matplotlib figure as PNG atomically."
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=120, bbox_inches='tight')
     return atomic_write_bytes(path, buf.getvalue())
 
 def write_results(run_dir, results: dict, validate: bool = True) -> dict:
-    "Validate `results` against the schema, then write `results.csv` and, last, `results.json` (atomically); return their paths."
+    "Validate `results` (rounding clipped), write `results.csv` and, last, `results.json`; if invalid, keep them unfinished."
     run_dir = Path(run_dir)
-    data = to_jsonable(results)
-    if validate: validate_results(data, where=str(run_dir / 'results.json'))
+    data, _ = clip_rounding(to_jsonable(results))
+    if validate:
+        try: validate_results(data, where=str(run_dir / 'results.json'))
+        except ResultsSchemaError as e: raise run_not_finished(run_dir, 'the check against the results schema', e, data) from e
     text = json.dumps(data, indent=2, allow_nan=False)
-    csv = atomic_write_text(run_dir / 'results.csv', results_table(results).to_csv())
-    return dict(csv=csv, json=atomic_write_text(run_dir / 'results.json', text))
+    csv = atomic_write_text(run_dir / 'results.csv', results_table(data).to_csv())
+    paths = dict(csv=csv, json=atomic_write_text(run_dir / 'results.json', text))
+    for leftover in (UNFINISHED, ERROR_FILE): (run_dir / leftover).unlink(missing_ok=True)   # the run is finished now
+    return paths
+
+# %% ../nbs/09_report.ipynb #c1a9md02
+_MD_ESCAPES = str.maketrans({'&': '&amp;', '<': '&lt;', '>': '&gt;', **{c: '\\' + c for c in '\\`*_[]|~$'},
+                             **{chr(i): ' ' for i in range(32)}, '\x7f': ' '})
+
+def md_escape(text) -> str:
+    "`text` (a name, key, path or parameter from the user or a file) as literal Markdown: no HTML, emphasis, link, code or cell break."
+    return '' if text is None else str(text).translate(_MD_ESCAPES)
+
+def md_code(text) -> str:
+    "`text` as one inline code span (shown verbatim, never HTML or Markdown), whatever backticks it holds."
+    text = ' '.join(str(text).split())
+    ticks = '`' * (1 + max(map(len, re.findall('`+', text)), default=0))
+    pad = ' ' if text.startswith('`') or text.endswith('`') else ''
+    return f'{ticks}{pad}{text}{pad}{ticks}'
+
 
 # %% ../nbs/09_report.ipynb #684d94c6
 def _markdown_table(frame: pd.DataFrame) -> str:
-    cells = [[str(c) for c in frame.columns]] + [[str(v) for v in row] for row in frame.itertuples(index=False)]
+    cells = [[md_escape(c) for c in frame.columns]] + [[md_escape(v) for v in row] for row in frame.itertuples(index=False)]
     lines = ['| ' + ' | '.join(r) + ' |' for r in cells]
     return '\n'.join([lines[0], '|' + '---|' * len(frame.columns), *lines[1:]])
 
@@ -267,34 +403,53 @@ def _mean_pm_std(mean, std, seeds) -> str:
     if mean is None or not np.isfinite(mean): return 'n/a'
     return f'{mean:.3f}' if seeds < 2 or std is None or not np.isfinite(std) else f'{mean:.3f} ± {std:.3f}'
 
+_SELECTED_ROLES = (('best_fusion', 'best fusion head'), ('best_single', 'best single view'), ('best_baseline', 'best non-fusion baseline'))
+
+def _verdict_lines(results: dict, v: dict | None, plots) -> list[str]:
+    "The verdict section: selection, sentences, method, the comparison table and the verdict plot."
+    if v is None:
+        return ['No `predictions.npz` in this run folder, so no significance test was run and there are no curves or alert '
+                'budgets; the table below alone does not tell whether differences are larger than chance. Re-run the '
+                'experiment to get test scores.']
+    if 'comparisons' not in v:
+        return ['*Verdict as written by an older fusion_nb (models chosen on test AP, AP of seed-averaged scores); '
+                'without `predictions.npz` it cannot be recomputed the current way.*', '', md_escape(v.get('sentence', ''))]
+    table, models = results_table(results), results['models']
+    picked = [dict(role=what, model=v[slot], **{'validation AP (selected on)': f"{v['val_ap'][v[slot]]:.3f}" if v['val_ap'].get(v[slot]) is not None else 'n/a',
+                                                 'test AP (compared on)': _mean_pm_std(*table.loc[v[slot], ['average_precision', 'average_precision_std', 'seeds']])})
+              for slot, what in _SELECTED_ROLES if v.get(slot) is not None and v[slot] in models]
+    out = [f"**Selected on validation AP; compared on test.** The best fusion head, the best single view and the best non-fusion "
+           f"baseline (the strongest model that is not a fusion head, trees and single views included) are the models with the "
+           f"highest mean validation AP over seeds; only then are they compared on the test transactions. "
+           f"AP is the {md_escape(v['ap_definition'])} here and in every table below.", '']
+    if picked: out += [_markdown_table(pd.DataFrame(picked)), '']
+    out += [f'- {md_escape(s)}' for s in v['sentences']] + ['', f"Method: {md_escape(v['method'])}."]
+    rows = [{'comparison': f"{v['best_fusion']} vs {c['other']}", 'role of the other': c['role'].removeprefix('the '),
+             'AP fusion': f"{c['ap_a']:.3f}", 'AP other': f"{c['ap_b']:.3f}", 'difference': f"{c['diff']:+.3f}",
+             f"{c['ci']:.0%} CI": f"[{c['low']:+.3f}, {c['high']:+.3f}]", 'outcome': c['outcome'],
+             'one-sided p': f"{c['p_value_one_sided']:.4f}"} for c in v['comparisons']]
+    if rows: out += ['', _markdown_table(pd.DataFrame(rows))]
+    out += [f'', f'![verdict](verdict.png)'] if any(Path(p).name == 'verdict.png' for p in plots) else []
+    return out
+
 def _summary_text(results: dict, predictions: dict | None, verdict_result: dict | None, budgets, plots) -> str:
     table = results_table(results)
     run, data = results.get('run') or {}, results.get('dataset') or {}
-    out = [f"# Run {run.get('name', '')}".rstrip(), '',
-           f"Dataset: {data.get('source', 'unknown')}, fingerprint `{data.get('fingerprint', 'n/a')}`."]
+    out = [f"# Run {md_escape(run.get('name', ''))}".rstrip(), '']
+    if (results.get('params') or {}).get('smoke'):
+        out += [f'> **{SMOKE_BANNER}.** The pipeline was shrunk to run in seconds, so the numbers below say nothing '
+                'about fusion. Run without `smoke` for results.', '']
+    out.append(f"Dataset: {md_escape(data.get('source', 'unknown'))}, fingerprint {md_code(data.get('fingerprint', 'n/a'))}.")
     if predictions is not None:
         y = predictions['label']
         out.append(f'Test split: {len(y)} transactions, {int(y.sum())} fraud (rate {y.mean():.4f}; the AP of random scores).')
-    out += ['', '## Verdict', '']
-    if verdict_result is None:
-        out.append('No `predictions.npz` in this run folder, so no significance test was run; the table below alone '
-                   'does not tell whether differences are larger than chance. Re-run the experiment to get test scores.')
-    else:
-        out += [verdict_result['sentence'], '', f"Method: {verdict_result['method']}."]
-        rows = []
-        for slot, other, what in (('vs_single', 'best_single', 'best single view'), ('vs_trees', 'trees', 'trees baseline')):
-            s = verdict_result[slot]
-            if s is None: continue
-            rows.append({'comparison': f"{verdict_result['best_fusion']} vs {verdict_result[other]} ({what})",
-                         'AP fusion': f"{s['ap_a']:.3f}", 'AP other': f"{s['ap_b']:.3f}", 'difference': f"{s['diff']:+.3f}",
-                         f"{s['ci']:.0%} CI": f"[{s['low']:+.3f}, {s['high']:+.3f}]", 'one-sided p': f"{s['p_value_one_sided']:.4f}"})
-        if rows: out += ['', _markdown_table(pd.DataFrame(rows))]
+    out += ['', '## Verdict', ''] + _verdict_lines(results, verdict_result, plots)
     metrics = pd.DataFrame({'model': table.index, 'views': table['views'].fillna(''), 'seeds': table['seeds'],
                             **{k: [_mean_pm_std(m, s, n) for m, s, n in zip(table[k], table[f'{k}_std'], table['seeds'])]
                                for k in ('average_precision', 'roc_auc', 'f1', 'precision', 'recall')},
                             'threshold': [f'{t:.3f}' if np.isfinite(t) else 'n/a' for t in table['threshold']]})
-    out += ['', '## Test metrics', '', 'Mean ± std over seeds; F1, precision and recall at the threshold chosen on validation.', '',
-            _markdown_table(metrics)]
+    out += ['', '## Test metrics', '', 'Mean ± std over seeds of each seed\'s test metric (AP: the verdict\'s AP); F1, precision and '
+            'recall at the threshold chosen on validation.', '', _markdown_table(metrics)]
     if predictions is not None:
         budget = alert_budget_table(results, predictions, budgets)
         wide = pd.DataFrame({'model': _scored_models(results, predictions)})
@@ -303,39 +458,105 @@ def _summary_text(results: dict, predictions: dict | None, verdict_result: dict 
             for metric in ('precision', 'recall'):
                 wide[f'{metric} @ top {b * 100:g}%'] = [f'{v:.3f}' if np.isfinite(v) else 'n/a' for v in sub[metric].reindex(wide.model)]
         out += ['', '## At a fixed alert budget', '', 'Top share of test transactions by seed-averaged score flagged.', '', _markdown_table(wide)]
-    if plots: out += ['', '## Plots', ''] + [f'![{Path(p).stem}]({Path(p).name})' for p in plots]
+    others = [p for p in plots if Path(p).name != 'verdict.png']
+    if others: out += ['', '## Plots', ''] + [f'![{Path(p).stem}]({Path(p).name})' for p in others]
     return '\n'.join(out) + '\n'
 
 # %% ../nbs/09_report.ipynb #53232c97
 def write_summary(run_dir, results: dict, predictions: dict | None = None, budgets=ALERT_BUDGETS, plots=(), n_boot: int = 2000, seed: int = 0) -> Path:
-    "Write `summary.md` (verdict from a paired bootstrap when test scores are given, table of means ± std, alert budgets) into `run_dir`."
-    verdict_result = results.get('verdict') or (verdict(results, predictions, n_boot=n_boot, seed=seed) if predictions is not None else None)
+    "Write `summary.md` (smoke banner, verdict with what was selected on which split, table of means ± std, alert budgets) into `run_dir`."
+    verdict_result = report_verdict(results, predictions, n_boot=n_boot, seed=seed)
     return atomic_write_text(Path(run_dir) / 'summary.md', _summary_text(results, predictions, verdict_result, budgets, plots))
 
+# %% ../nbs/09_report.ipynb #c1a9md05
+def verdict_markdown(results: dict) -> str:
+    "The verdict's sentences as bold Markdown paragraphs, every name in them escaped (for `display(Markdown(...))`)."
+    v = results.get('verdict') or {}
+    sentences = v.get('sentences') or ([v['sentence']] if v.get('sentence') else ['No verdict in these results.'])
+    return '\n\n'.join(f'**{md_escape(s)}**' for s in sentences)
+
+def dataset_markdown(results: dict) -> str:
+    "One Markdown line on the data: source, rows and fraud rate per split, fingerprint, encoders; every value escaped."
+    ds = results.get('dataset') or {}
+    rows, rates = ds.get('rows') or {}, ds.get('fraud_rate') or {}
+    splits = ', '.join(f'{s} {rows[s]:,} rows' + (f' ({rates[s]:.2%} fraud)' if rates.get(s) is not None else '')
+                       for s in ('train', 'val', 'test') if s in rows)
+    return (f"Dataset {md_code(ds.get('source'))}: {splits or 'no split sizes recorded'}; fingerprint "
+            f"{md_code(ds.get('fingerprint'))}; encoders {md_escape(ds.get('views') or 'given')}")
+
 # %% ../nbs/09_report.ipynb #4887f482
-PLOTS = {'metric_comparison.png': plot_metric_comparison, 'training_curves.png': plot_training_curves,
+PLOTS = {'verdict.png': plot_verdict, 'metric_comparison.png': plot_metric_comparison, 'training_curves.png': plot_training_curves,
          'confusion_matrices.png': plot_confusion_matrices, 'modality_weights.png': plot_modality_weights}
 PREDICTION_PLOTS = {'pr_curves.png': plot_pr_curves, 'roc_curves.png': plot_roc_curves, 'alert_budget.png': plot_alert_budget}
 
 def render_report(run_dir, results: dict, predictions: dict | None = None, show: bool = False, summary: bool = True,
                   n_boot: int = 2000) -> dict:
-    "Render every plot into `run_dir` (score-based ones when `predictions` is given or `run_dir/predictions.npz` exists) and write `summary.md`; return {file name: path}."
+    "Render every plot into `run_dir` (score-based ones with `predictions` or `run_dir/predictions.npz`), write `summary.md`; return {file name: path}."
     run_dir = Path(run_dir)
     if predictions is None and (run_dir / 'predictions.npz').exists(): predictions = load_predictions(run_dir)
+    verdict_result = report_verdict(results, predictions, n_boot=n_boot)     # once, for the plot and the summary
+    if verdict_result is not None: results = {**results, 'verdict': verdict_result}
     makers = {name: (lambda plot=plot: plot(results)) for name, plot in PLOTS.items()}
     if predictions is not None: makers |= {name: (lambda plot=plot: plot(results, predictions)) for name, plot in PREDICTION_PLOTS.items()}
     paths = {}
+    for name in (PLOTS | PREDICTION_PLOTS).keys() - makers.keys(): (run_dir / name).unlink(missing_ok=True)   # stale: no scores now
     for name, make in makers.items():
         fig = make()
-        if fig is None: continue                 # nothing to draw (e.g. no head with modality weights)
+        if fig is None: (run_dir / name).unlink(missing_ok=True); continue   # nothing to draw (e.g. no head with weights)
         paths[name] = save_figure(fig, run_dir / name)
         if show: plt.show()
         else: plt.close(fig)
     if summary: paths['summary.md'] = write_summary(run_dir, results, predictions, plots=list(paths.values()), n_boot=n_boot)
     return paths
 
+
+# %% ../nbs/09_report.ipynb #c1a9fin2
+def _timed(results: dict, started: float | None, report_s: float | None = None) -> dict:
+    "`results` with the run's duration so far (given its start) and the report stage's time in `run.timings`."
+    run = dict(results.get('run') or {})
+    if report_s is not None: run['timings'] = {**(run.get('timings') or {}), 'report_s': round(report_s, 3)}
+    if started is not None: run['duration_s'] = round(time.time() - started, 3)
+    return {**results, 'run': run}
+
+def finish_run(run_dir, results: dict, predictions: dict | None = None, show: bool = False, n_boot: int = 2000, seed: int = 0,
+               started: float | None = None,   # time.time() at the run's start: sets run.duration_s
+               save_predictions=None,          # called first, after the results are kept (writes predictions.npz)
+              ) -> tuple[dict, dict]:
+    "Keep `results`, then verdict, plots, summary.md and, last, results.json; (results, {file: path}), or `RunNotFinished`."
+    run_dir, clock, step = Path(run_dir), time.perf_counter(), 'keeping the results in ' + UNFINISHED
+    results = _timed(results, started)                 # kept with a duration, so `fusion-nb report` can finish it
+    try:
+        save_unfinished(run_dir, results)
+        if save_predictions is not None: step = 'writing predictions.npz'; save_predictions()
+        step = 'reading predictions.npz'
+        if predictions is None: predictions = load_predictions(run_dir)
+        step = 'the verdict'
+        results = {**results, 'verdict': report_verdict(results, predictions, n_boot=n_boot, seed=seed)}
+        step = 'the plots'
+        paths = render_report(run_dir, results, predictions, show=show, summary=False, n_boot=n_boot)
+        results = _timed(results, started, report_s=time.perf_counter() - clock)
+        step = 'the check against the results schema'
+        data, _ = clip_rounding(to_jsonable(results))
+        validate_results(data, where=str(run_dir / 'results.json'))
+        step = 'writing summary.md'
+        paths['summary.md'] = write_summary(run_dir, data, predictions, plots=list(paths.values()), n_boot=n_boot)
+        step = 'writing results.json'
+        paths |= write_results(run_dir, data, validate=False)
+    except RunNotFinished: raise
+    except Exception as e: raise run_not_finished(run_dir, step, e) from e
+    return results, paths
+
+# %% ../nbs/09_report.ipynb #c1a9fin4
 def rerender_report(run_dir, show: bool = False, n_boot: int = 2000, validate: bool = True) -> dict:
-    "Re-render the plots and `summary.md` of a finished run from its `results.json` and `predictions.npz` alone."
+    "Re-render a finished run's plots and `summary.md` from `results.json` and `predictions.npz`; finish a run whose end failed."
     run_dir = Path(run_dir)
+    if not (run_dir / 'results.json').is_file() and (run_dir / UNFINISHED).is_file():
+        results = load_results(run_dir / UNFINISHED, validate=False)
+        return finish_run(run_dir, results, show=show, n_boot=n_boot, seed=(results.get('params') or {}).get('seed') or 0)[1]
     results = load_results(run_dir, validate=validate)   # clear errors for a missing, non-JSON or off-schema results.json
+    if not (run_dir / 'predictions.npz').is_file():
+        raise FileNotFoundError(f'{run_dir / "predictions.npz"} is missing: the PR and ROC curves, the alert budgets and the verdict '
+                                'are made from the test scores it holds, so the report cannot be re-made; nothing was rewritten '
+                                '(summary.md and the plots are as they were). Restore predictions.npz from a copy of the run '
+                                'folder, or re-run the experiment.')
     return render_report(run_dir, results, show=show, n_boot=n_boot)

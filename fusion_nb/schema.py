@@ -1,4 +1,7 @@
 """A JSON Schema (draft 2020-12) for `results.json`, and `validate_results`, which says exactly where a results dictionary breaks it.
+`RESULTS_SCHEMA` is the JSON Schema of `results.json`, and `validate_results` reports exactly where a
+results dictionary breaks it, so every writer and reader agrees on one format; `load_results` reads a
+run's results as JSON text, never executing anything.
 
 Docs: https://fusion-nb.github.io/fusion_nb/schema.html.md"""
 
@@ -6,12 +9,13 @@ Docs: https://fusion-nb.github.io/fusion_nb/schema.html.md"""
 
 # %% ../nbs/09a_schema.ipynb #4766b222
 from __future__ import annotations
-import json
+import copy, json
 from pathlib import Path
 from jsonschema import Draft202012Validator
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'RESULTS_SCHEMA', 'ResultsSchemaError', 'results_problems', 'validate_results', 'load_results']
+__all__ = ['SCHEMA_VERSION', 'RESULTS_SCHEMA', 'UNFINISHED', 'ResultsSchemaError', 'results_problems', 'validate_results',
+           'clip_rounding', 'load_results']
 
 # %% ../nbs/09a_schema.ipynb #af9014fb
 SCHEMA_VERSION = 1
@@ -62,6 +66,36 @@ _DEFS = {
             'modality_weights': {'$ref': '#/$defs/modality_weights'}, 'history': {'$ref': '#/$defs/history'}}},
     'views': {'description': 'which inputs the model saw: both (fusion), gnn only, seq only, tabular (trees), tabular+both (trees with both embeddings)',
               'enum': ['both', 'gnn', 'seq', 'tabular', 'tabular+both']},
+    'comparison': {
+        'description': 'the best fusion head against one other model on test (fusion_nb.stats.verdict)',
+        'type': 'object',
+        'required': ['other', 'roles', 'role', 'diff', 'low', 'high', 'ci', 'n_boot', 'ap_a', 'ap_b', 'outcome', 'sentence',
+                     'p_value_one_sided'],
+        'properties': {
+            'other': {'type': 'string', 'minLength': 1},
+            'roles': {'type': 'array', 'minItems': 1, 'items': {'enum': ['vs_single', 'vs_baseline']}},
+            'role': {'type': 'string'}, 'diff': {'type': 'number', 'minimum': -1, 'maximum': 1},
+            'low': {'type': 'number', 'minimum': -1, 'maximum': 1}, 'high': {'type': 'number', 'minimum': -1, 'maximum': 1},
+            'ci': {'type': 'number', 'exclusiveMinimum': 0, 'exclusiveMaximum': 1}, 'n_boot': {'type': 'integer', 'minimum': 1},
+            'ap_a': _metric, 'ap_b': _metric, 'seeds_a': {'type': 'integer', 'minimum': 1}, 'seeds_b': {'type': 'integer', 'minimum': 1},
+            'p_value_one_sided': _metric, 'outcome': {'enum': ['beats', 'is worse than', 'is not significantly different from']},
+            'sentence': {'type': 'string', 'minLength': 1}, 'n': _count, 'n_fraud': _count, 'n_skipped': _count}},
+    'verdict': {
+        'description': 'best fusion head vs the best single view and the best non-fusion baseline, selected on validation AP, compared on test',
+        'type': 'object',
+        'required': ['selected_on', 'compared_on', 'ap_definition', 'val_ap', 'best_fusion', 'best_single', 'best_baseline',
+                     'vs_single', 'vs_baseline', 'comparisons', 'method', 'sentences', 'sentence'],
+        'properties': {
+            'selected_on': {'const': 'val'}, 'compared_on': {'const': 'test'}, 'ap_definition': {'type': 'string', 'minLength': 1},
+            'val_ap': {'type': 'object', 'additionalProperties': _metric},
+            **{k: {'type': ['string', 'null']} for k in ('best_fusion', 'best_single', 'best_baseline')},
+            **{k: {'anyOf': [{'type': 'null'}, {'$ref': '#/$defs/comparison'}]} for k in ('vs_single', 'vs_baseline')},
+            'comparisons': {'type': 'array', 'maxItems': 2, 'items': {'$ref': '#/$defs/comparison'}},
+            'smoke': {'type': 'boolean'}, 'method': {'type': 'string'},
+            'sentences': {'type': 'array', 'items': {'type': 'string'}}, 'sentence': {'type': 'string', 'minLength': 1}}},
+    'legacy_verdict': {
+        'description': 'a verdict written before selection moved to validation (best by test AP, vs_trees); read, never written',
+        'type': 'object', 'required': ['sentence'], 'properties': {'sentence': {'type': 'string'}}},
     'model': {
         'description': 'one model (head x views) aggregated over its seeds',
         'type': 'object',
@@ -108,6 +142,8 @@ RESULTS_SCHEMA = {
                                        'fusion_nb': {'type': 'string'}, 'git_commit': {'type': ['string', 'null']},
                                        'python': {'type': 'string'}}},
         'models': {'type': 'object', 'minProperties': 1, 'additionalProperties': {'$ref': '#/$defs/model'}},
+        'verdict': {'if': {'type': 'object', 'required': ['comparisons']}, 'then': {'$ref': '#/$defs/verdict'},
+                    'else': {'$ref': '#/$defs/legacy_verdict'}},
     },
     '$defs': _DEFS,
 }
@@ -151,12 +187,38 @@ def validate_results(results, where: str = 'results', max_listed: int = 20) -> N
         '\nThe expected layout is fusion_nb.schema.RESULTS_SCHEMA (nbs/09a_schema.ipynb). Fix the code that built '
         'these results, or, if the format changed on purpose, update the schema there.', problems)
 
+# %% ../nbs/09a_schema.ipynb #c1a9ap04
+def _bound_errors(errors):
+    "The `minimum`/`maximum` errors among `errors`, including those inside `anyOf` alternatives."
+    for e in errors:
+        if e.validator in ('minimum', 'maximum'): yield e
+        yield from _bound_errors(e.context or [])
+
+def clip_rounding(results, tol: float = 1e-9) -> tuple[dict, list[str]]:
+    "A copy of `results` whose numbers beyond a schema bound by at most `tol` (rounding) are set to it, and what changed."
+    fixed, changes = copy.deepcopy(results), []
+    for e in list(_bound_errors(_VALIDATOR.iter_errors(fixed))):
+        value, bound = e.instance, e.validator_value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value - bound) > tol: continue
+        *parents, last = e.absolute_path
+        target = fixed
+        for key in parents: target = target[key]
+        target[last] = float(bound)
+        changes.append(f'{_subscript(e.absolute_path)}: {value!r} -> {float(bound)!r}')
+    return fixed, changes
+
 # %% ../nbs/09a_schema.ipynb #0f06585c
+UNFINISHED = 'results.unfinished.json'   # a run's results when its last step failed: never read as a finished run
+
 def load_results(path, validate: bool = True) -> dict:
     "The results of a run folder (or a results.json path), checked against `RESULTS_SCHEMA` unless `validate=False`."
     path = Path(path)
     file = path / 'results.json' if path.is_dir() else path
     if not file.is_file():
+        if (file.parent / UNFINISHED).is_file():
+            raise FileNotFoundError(f'No results file at {file}: results.json is written last, so the run did not finish; its '
+                                    f'last step failed (see error.txt there) and what it computed is in {file.parent / UNFINISHED}. '
+                                    f'Finish it with: fusion-nb report {file.parent}')
         raise FileNotFoundError(f'No results file at {file}: results.json is written last, so the run did not finish '
                                 '(see run.ipynb or error.txt in its folder), or this is not a fusion_nb run folder.')
     try: results = json.loads(file.read_text(encoding='utf-8'))

@@ -1,4 +1,8 @@
-"""Is a difference between two fraud scorers real? A paired bootstrap of average precision on the same test transactions, precision and recall at a fixed alert budget, and a verdict sentence computed from the numbers.
+"""Is a difference between two fraud scorers real? A paired bootstrap of average precision (the mean over seeds of per-seed AP) on the same test transactions, precision and recall at a fixed alert budget, and a verdict computed from the numbers: the best fusion head against the best single view and the best non-fusion baseline, all three chosen on validation AP and compared on test, with a null run showing the verdict is calibrated.
+`verdict` answers the project's question from one run: the best fusion head, the best single view and the
+best non-fusion baseline are chosen on validation AP, then compared on test by `paired_bootstrap_ap_diff`,
+and the outcome (beats, is worse than, is not significantly different from) is computed from the interval.
+`alert_budget_metrics` gives precision and recall when only a fixed share of transactions can be reviewed.
 
 Docs: https://fusion-nb.github.io/fusion_nb/stats.html.md"""
 
@@ -12,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['resampled_average_precision', 'paired_bootstrap_ap_diff', 'alert_budget_metrics', 'load_predictions',
-           'verdict_sentence', 'verdict']
+__all__ = ['OUTCOMES', 'AP_DEFINITION', 'resampled_average_precision', 'paired_bootstrap_ap_diff', 'alert_budget_metrics',
+           'load_predictions', 'verdict_outcome', 'verdict_sentence', 'validation_ap', 'is_fusion_head',
+           'is_single_view', 'verdict']
 
 # %% ../nbs/08a_stats.ipynb #06d39be3
 def _ranking(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, int]:
@@ -37,10 +42,14 @@ def _ap_of_draws(ranking, idx: np.ndarray) -> np.ndarray:
     precision = tp / np.maximum(seen, 1)
     n_fraud = tp[:, -1] if n_groups else np.zeros(rows)
     with np.errstate(invalid='ignore', divide='ignore'):
-        return np.where(n_fraud > 0, (frauds * precision).sum(1) / n_fraud, np.nan)
+        return np.where(n_fraud > 0, np.clip((frauds * precision).sum(1) / n_fraud, 0, 1), np.nan)   # a sum: clip its rounding
 
-def _check_labels_scores(y, *scores, where: str):
-    "Binary labels and finite float scores of the same length; 2-D scores [n_seeds, n] are averaged over seeds."
+def _mean_ap_of_draws(rankings, idx: np.ndarray) -> np.ndarray:
+    "Mean over a model's seeds (one ranking each) of each seed's AP, per row of drawn indices `idx`."
+    return np.mean([_ap_of_draws(r, idx) for r in rankings], axis=0)
+
+def _check_labels_scores(y, *scores, where: str, per_seed: bool = False):
+    "Binary labels and finite scores, one per label; 2-D scores [n_seeds, n] are averaged over seeds, or kept [n_seeds, n] with `per_seed`."
     y = np.asarray(y).reshape(-1)
     if len(y) == 0: raise ValueError(f'{where}: no transactions (empty labels)')
     if not np.isin(y, (0, 1)).all():
@@ -48,36 +57,36 @@ def _check_labels_scores(y, *scores, where: str):
     out = []
     for i, s in enumerate(scores):
         s = np.asarray(s, dtype=np.float64)
-        if s.ndim == 2: s = s.mean(0)                    # several seeds: the seed-averaged score
-        if s.shape != y.shape:
+        if s.ndim == 2 and not per_seed: s = s.mean(0)           # several seeds: the seed-averaged score
+        if s.ndim > 2 or s.shape[-1:] != y.shape or len(s) == 0:
             raise ValueError(f'{where}: scores #{i + 1} has shape {s.shape} but there are {len(y)} labels; '
                              'expected one score per test transaction (or [n_seeds, n_transactions])')
         if not np.isfinite(s).all():
             raise ValueError(f'{where}: scores #{i + 1} has {int((~np.isfinite(s)).sum())} NaN/inf values; check the model output')
-        out.append(s)
+        out.append(np.atleast_2d(s) if per_seed else s)
     return (y.astype(np.int64), *out)
 
 # %% ../nbs/08a_stats.ipynb #ba3e769e
 def resampled_average_precision(y, scores, idx) -> np.ndarray:
-    "Average precision of `scores` on labels `y` for each row of drawn row indices `idx` [B, m] (NaN where a row drew no fraud)."
-    y, scores = _check_labels_scores(y, scores, where='resampled_average_precision')
-    return _ap_of_draws(_ranking(y, scores), np.atleast_2d(np.asarray(idx)))
+    "AP of `scores` on labels `y` for each row of drawn row indices `idx` [B, m] (NaN where a row drew no fraud); scores [n_seeds, n]: mean of per-seed APs."
+    y, seeds = _check_labels_scores(y, scores, where='resampled_average_precision', per_seed=True)
+    return _mean_ap_of_draws([_ranking(y, s) for s in seeds], np.atleast_2d(np.asarray(idx)))
 
 # %% ../nbs/08a_stats.ipynb #5313a16c
 _BATCH_ELEMENTS = 2 ** 22
 
 def paired_bootstrap_ap_diff(y, scores_a, scores_b, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> dict:
-    "Paired bootstrap over test transactions of AP(scores_a) - AP(scores_b): point difference, percentile CI and one-sided p-value."
-    y, a, b = _check_labels_scores(y, scores_a, scores_b, where='paired_bootstrap_ap_diff')
+    "Paired bootstrap over test transactions of AP(a) - AP(b) (AP of [n_seeds, n] scores: mean of per-seed APs): difference, percentile CI, one-sided p."
+    y, a, b = _check_labels_scores(y, scores_a, scores_b, where='paired_bootstrap_ap_diff', per_seed=True)
     n, n_fraud = len(y), int(y.sum())
     if n_fraud == 0:
         raise ValueError(f'paired_bootstrap_ap_diff: the {n} test transactions hold no fraud, so average precision is undefined; '
                          'evaluate on a split with fraud')
     if not 0 < ci < 1: raise ValueError(f'ci must be in (0, 1), e.g. 0.95; got {ci!r}')
     if int(n_boot) < 1: raise ValueError(f'n_boot must be >= 1, got {n_boot!r}')
-    rank_a, rank_b = _ranking(y, a), _ranking(y, b)
+    rank_a, rank_b = [_ranking(y, s) for s in a], [_ranking(y, s) for s in b]
     everyone = np.arange(n)[None]
-    ap_a, ap_b = float(_ap_of_draws(rank_a, everyone)[0]), float(_ap_of_draws(rank_b, everyone)[0])
+    ap_a, ap_b = (float(_mean_ap_of_draws(r, everyone)[0]) for r in (rank_a, rank_b))
     rng = np.random.default_rng(seed)
     batch = max(1, min(int(n_boot), _BATCH_ELEMENTS // n))
     diffs, n_valid, n_skipped = [], 0, 0
@@ -85,15 +94,15 @@ def paired_bootstrap_ap_diff(y, scores_a, scores_b, n_boot: int = 2000, seed: in
         if n_skipped > 50 * n_boot:
             raise RuntimeError(f'paired_bootstrap_ap_diff: {n_skipped} resamples drew no fraud ({n_fraud} of {n}); too few frauds to bootstrap')
         rows = min(batch, n_boot - n_valid)
-        idx = rng.integers(0, n, size=(rows, n))              # one index draw per replicate, shared by both models
-        d = _ap_of_draws(rank_a, idx) - _ap_of_draws(rank_b, idx)
+        idx = rng.integers(0, n, size=(rows, n))              # one index draw per replicate, shared by every seed of both models
+        d = _mean_ap_of_draws(rank_a, idx) - _mean_ap_of_draws(rank_b, idx)
         ok = ~np.isnan(d)
         diffs.append(d[ok]); n_valid += int(ok.sum()); n_skipped += int((~ok).sum())
     diffs = np.concatenate(diffs)[:n_boot]
     low, high = np.quantile(diffs, [(1 - ci) / 2, 1 - (1 - ci) / 2])
     return dict(diff=ap_a - ap_b, low=float(low), high=float(high),
                 p_value_one_sided=float((1 + np.sum(diffs <= 0)) / (n_boot + 1)), n_boot=int(n_boot),
-                ci=float(ci), ap_a=ap_a, ap_b=ap_b, n_skipped=n_skipped, seed=seed, n=n, n_fraud=n_fraud)
+                ci=float(ci), ap_a=ap_a, ap_b=ap_b, seeds_a=len(a), seeds_b=len(b), n_skipped=n_skipped, seed=seed, n=n, n_fraud=n_fraud)
 
 # %% ../nbs/08a_stats.ipynb #f5b9bb45
 def alert_budget_metrics(y, scores, budget: float = 0.005) -> dict:
@@ -109,7 +118,7 @@ def alert_budget_metrics(y, scores, budget: float = 0.005) -> dict:
 
 # %% ../nbs/08a_stats.ipynb #37cfcc21
 def load_predictions(run_dir) -> dict:
-    "Test labels and each model's score averaged over its seeds, from `predictions.npz` in `run_dir` (or that file's path)."
+    "Test labels and each model's scores per seed (`seed_scores`) and averaged over seeds (`scores`), from `run_dir`/predictions.npz."
     path = Path(run_dir)
     if path.is_dir(): path = path / 'predictions.npz'
     if not path.exists():
@@ -134,55 +143,92 @@ def load_predictions(run_dir) -> dict:
     if not np.isin(label, (0, 1)).all():
         raise ValueError(f'{path}: labels must be 0/1; found {np.unique(label)[:5].tolist()}')
     keys = list(dict.fromkeys(models.tolist()))
-    return dict(ids=ids, label=label.astype(np.int64), path=str(path),
-                scores={k: scores[models == k].astype(np.float64).mean(0) for k in keys},
-                seeds={k: seeds[models == k].tolist() for k in keys})
+    seed_scores = {k: scores[models == k].astype(np.float64) for k in keys}
+    return dict(ids=ids, label=label.astype(np.int64), path=str(path), seed_scores=seed_scores,
+                scores={k: s.mean(0) for k, s in seed_scores.items()}, seeds={k: seeds[models == k].tolist() for k in keys})
 
 # %% ../nbs/08a_stats.ipynb #8473d272
+OUTCOMES = ('beats', 'is worse than', 'is not significantly different from')
+
+def verdict_outcome(stats: dict) -> str:
+    "`beats` if the interval of the AP difference is above 0, `is worse than` if below, else `is not significantly different from`."
+    return OUTCOMES[0] if stats['low'] > 0 else OUTCOMES[1] if stats['high'] < 0 else OUTCOMES[2]
+
 def verdict_sentence(fusion: str, other: str, role: str, stats: dict) -> str:
-    "One sentence on fusion vs another model from paired-bootstrap numbers (beats / is beaten by / does not beat)."
-    low, high = stats['low'], stats['high']
-    verb = 'beats' if low > 0 else 'is beaten by' if high < 0 else 'does not beat'
-    where = 'excludes 0' if low > 0 or high < 0 else 'includes 0'
-    return (f"Fusion ({fusion}) {verb} {role} ({other}): AP difference {stats['diff']:+.3f}, "
-            f"{stats['ci']:.0%} CI [{low:+.3f}, {high:+.3f}] {where}.")
+    "One sentence on fusion vs another model from paired-bootstrap numbers, with one of the three `OUTCOMES`."
+    outcome = verdict_outcome(stats)
+    where = 'includes 0' if outcome == OUTCOMES[2] else 'excludes 0'
+    return (f"Fusion ({fusion}) {outcome} {role} ({other}): AP difference {stats['diff']:+.3f}, "
+            f"{stats['ci']:.0%} CI [{stats['low']:+.3f}, {stats['high']:+.3f}] {where}.")
 
 # %% ../nbs/08a_stats.ipynb #31a81be5
-def _mean_ap(record: dict):
-    return (record.get('test') or {}).get('average_precision')
+def validation_ap(record: dict) -> float | None:
+    "Mean over seeds of a model's per-seed validation AP (`best_val_ap` for a record without per-seed metrics); None if undefined."
+    values = [(r.get('val') or {}).get('average_precision') for r in record.get('per_seed') or []]
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else record.get('best_val_ap')
 
-def _best_model(models: dict, keep) -> str | None:
-    "Key of the model with the highest mean test AP among those `keep(key, record)` accepts (first on ties); None if none."
-    scored = [(k, _mean_ap(m)) for k, m in models.items() if keep(k, m) and _mean_ap(m) is not None]
+def is_fusion_head(record: dict) -> bool:
+    "A head trained on both views (not a tree model, whatever its features)."
+    return record.get('views') == 'both' and record.get('head') != 'Trees'
+
+def is_single_view(record: dict) -> bool:
+    "A head trained on the graph or the sequence view alone."
+    return record.get('views') in ('gnn', 'seq')
+
+def _best_on_validation(models: dict, val_ap: dict, keep) -> str | None:
+    "Key of the model with the highest validation AP among those `keep(record)` accepts (first on ties); None if none."
+    scored = [(k, val_ap[k]) for k, m in models.items() if keep(m) and val_ap[k] is not None]
     return max(scored, key=lambda kv: kv[1])[0] if scored else None
 
 # %% ../nbs/08a_stats.ipynb #b6118f77
+AP_DEFINITION = 'mean over seeds of per-seed AP'
+
+def _method(n_boot: int, ci: float) -> str:
+    return (f'selected on validation AP ({AP_DEFINITION}), never test; compared on test: paired bootstrap over test '
+            f'transactions, {n_boot} replicates (fraud-free resamples redrawn), AP = {AP_DEFINITION} as in the metrics '
+            f'table, every seed of both models scored on the same resample; {ci:.0%} percentile interval')
+
+def _comparisons(fusion, single, baseline) -> dict:
+    "Each distinct model fusion is compared with, and the roles it fills (the best single view may also be the best baseline)."
+    out = {}
+    for slot, other in (('vs_single', single), ('vs_baseline', baseline)):
+        if other is not None: out.setdefault(other, []).append(slot)
+    return out
+
+_ROLES = {'vs_single': 'the best single view', 'vs_baseline': 'the best non-fusion baseline'}
+_ABSENT = {'vs_single': 'No single-view model in this run (train with baselines=True to compare fusion with each view alone).',
+           'vs_baseline': 'No non-fusion model in this run, so fusion was compared with no baseline.'}
+
+# %% ../nbs/08a_stats.ipynb #70f8eac5
 def verdict(results: dict, predictions: dict, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> dict:
-    "Best fusion head vs the best single view and vs the trees baseline: paired bootstrap numbers and sentences computed from them."
+    "Best fusion head vs the best single view and vs the best non-fusion baseline, chosen on validation AP and compared on test."
     models = results['models']
-    is_trees = lambda k, m: m.get('views') == 'tabular'      # trees on tabular features only (not Trees+embeddings)
-    fusion = _best_model(models, lambda k, m: m.get('views') == 'both' and not is_trees(k, m))
-    single = _best_model(models, lambda k, m: m.get('views') in ('gnn', 'seq'))
-    trees = _best_model(models, is_trees)
-    out = dict(best_fusion=fusion, best_single=single, trees=trees, vs_single=None, vs_trees=None,
-               method=f'paired bootstrap over test transactions, {n_boot} replicates (fraud-free resamples redrawn), '
-                      f'AP of each model\'s test scores averaged over its seeds; {ci:.0%} percentile interval')
+    val_ap = {k: validation_ap(m) for k, m in models.items()}
+    fusion = _best_on_validation(models, val_ap, is_fusion_head)
+    single = _best_on_validation(models, val_ap, is_single_view)
+    baseline = _best_on_validation(models, val_ap, lambda m: not is_fusion_head(m))
+    out = dict(selected_on='val', compared_on='test', ap_definition=AP_DEFINITION, val_ap=val_ap,
+               best_fusion=fusion, best_single=single, best_baseline=baseline, vs_single=None, vs_baseline=None,
+               comparisons=[], smoke=bool((results.get('params') or {}).get('smoke')), method=_method(n_boot, ci))
     if fusion is None:
-        sentences = ["No fusion model (views='both') with a defined test AP in this run, so there is nothing to compare."]
-    else:
-        sentences = []
-        scores, y = predictions['scores'], predictions['label']
-        for slot, other, role, absent in (
-                ('vs_single', single, 'the best single view', 'No single-view model in this run (train with baselines=True to compare fusion with each view alone).'),
-                ('vs_trees', trees, 'the trees baseline', 'No trees baseline in this run, so fusion was not compared with gradient-boosted trees.')):
-            if other is None: sentences.append(absent); continue
-            missing = [k for k in (fusion, other) if k not in scores]
-            if missing:
-                raise KeyError(f'verdict: no test scores for {missing} in predictions (models there: {sorted(scores)}); '
-                               'predictions.npz and results.json must come from the same run')
-            stats = paired_bootstrap_ap_diff(y, scores[fusion], scores[other], n_boot=n_boot, seed=seed, ci=ci)
-            stats['sentence'] = verdict_sentence(fusion, other, role, stats)
-            out[slot] = stats; sentences.append(stats['sentence'])
-    out['sentences'] = sentences
-    out['sentence'] = ' '.join(sentences)
+        out['sentences'] = ["No fusion head (views='both') with a validation AP in this run, so there is nothing to compare."]
+        out['sentence'] = out['sentences'][0]
+        return out
+    seed_scores, y = predictions.get('seed_scores') or predictions['scores'], predictions['label']
+    todo = _comparisons(fusion, single, baseline)
+    sentences = [_ABSENT[slot] for slot in _ROLES if out[slot.replace('vs_', 'best_')] is None]
+    for other, slots in todo.items():
+        missing = [k for k in (fusion, other) if k not in seed_scores]
+        if missing:
+            raise KeyError(f'verdict: no test scores for {missing} in predictions (models there: {sorted(seed_scores)}); '
+                           'predictions.npz and results.json must come from the same run')
+        role = ', which is also '.join(_ROLES[s] for s in slots)
+        stats = paired_bootstrap_ap_diff(y, seed_scores[fusion], seed_scores[other], n_boot=n_boot, seed=seed, ci=ci)
+        stats.update(other=other, roles=slots, role=role, outcome=verdict_outcome(stats),
+                     sentence=verdict_sentence(fusion, other, role, stats))
+        out['comparisons'].append(stats)
+        for slot in slots: out[slot] = stats
+    out['sentences'] = [c['sentence'] for c in out['comparisons']] + sentences
+    out['sentence'] = ' '.join(out['sentences'])
     return out
