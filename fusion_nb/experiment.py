@@ -1,4 +1,8 @@
 """The one code path: `run_experiment(config)` loads or builds the aligned two-view embeddings, trains the fusion heads and their single-view twins on the same split with the same seed, evaluates them and writes the run folder.
+`run_experiment(config)` is the one code path that the run notebook, the `fusion-nb` command, the Kaggle
+bundle and the tests all call: it checks an `ExperimentConfig`, loads or builds the two views, trains
+every requested head with its single-view twins and the trees on one split and one set of seeds, and
+writes the run folder; `run_digest` prints what a run concluded.
 
 Docs: https://fusion-nb.github.io/fusion_nb/experiment.html.md"""
 
@@ -6,14 +10,14 @@ Docs: https://fusion-nb.github.io/fusion_nb/experiment.html.md"""
 
 # %% ../nbs/10_experiment.ipynb #07a93635
 from __future__ import annotations
-import os, time, datetime, dataclasses, io, warnings, json, hashlib
+import os, time, datetime, dataclasses, io, warnings, json, hashlib, contextlib
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np, pandas as pd, torch
-from .env import (resolve_device, output_root, new_run_dir, environment_info, atomic_write_bytes, data_dir,
-                           auto_threads, torch_threads, detect_platform, atomic_write_text)
+from .env import (resolve_device, output_root, new_run_dir, claim_run_dir, RUN_CLAIM, environment_info,
+                           atomic_write_bytes, data_dir, auto_threads, torch_threads, detect_platform, atomic_write_text)
 from .transactions import Transactions
-from .simulator import simulate_transactions
+from .simulator import simulate_transactions, SimConfig
 from .loaders import load_dataset
 from .splits import elliptic_steps
 from .views import ViewsConfig, build_views, default_split
@@ -22,15 +26,17 @@ from .graph_view import gnn_config
 from .baselines import tabular_features, fit_trees, score_trees
 from .embeddings import EmbeddingStore, load_embeddings, import_seed_pickles, make_demo_embeddings
 from .fusion import resolve_models, build_head, select_views
-from .train import TrainConfig, fit, predict_proba, seed_everything, resume_progress
+from .train import (TrainConfig, fit, predict_proba, seed_everything, resume_progress, progress_line, format_seconds,
+                             plural)
 from .evaluate import evaluate_scores, binary_metrics
 from .stats import verdict, load_predictions
-from .report import write_results, render_report, results_table, write_summary
+from .report import finish_run, results_table
 
 # %% auto #0
 __all__ = ['TRANSACTION_DATASETS', 'DATASETS', 'SCALAR_METRICS', 'ExperimentConfig', 'in_test', 'smoke_config',
            'load_transactions', 'load_store', 'test_periods', 'model_key', 'train_and_score', 'tree_records',
-           'aggregate_seeds', 'params_key', 'resume_enabled', 'find_unfinished_run', 'SessionTracker', 'run_experiment']
+           'aggregate_seeds', 'params_key', 'resume_enabled', 'find_unfinished_run', 'SessionTracker', 'run_experiment',
+           'run_digest']
 
 # %% ../nbs/10_experiment.ipynb #916c008a
 TRANSACTION_DATASETS = ('synthetic', 'paysim', 'ibm_aml', 'amlsim', 'elliptic')
@@ -81,21 +87,38 @@ class ExperimentConfig:
     def __post_init__(self):
         if self.embeddings and self.dataset == 'synthetic': self.dataset = 'embeddings'
         if (self.gnn_pickle or self.seq_pickle) and self.dataset == 'synthetic': self.dataset = 'seed_pickles'
+        if self.gnn_fanout in ('', 'none', 'None'): self.gnn_fanout = None
+        self.validate()
+
+    def validate(self) -> ExperimentConfig:
+        "Check every setting the run will use, before any data is read; each rule is checked by the object that owns it."
         if self.dataset not in DATASETS:
             raise ValueError(f'dataset={self.dataset!r} is not one of {list(DATASETS)}.')
-        for name in ('epochs', 'batch_size', 'patience', 'hidden_dim', 'demo_rows', 'seeds', 'n_transactions',
-                     'gnn_epochs', 'seq_epochs', 'emb_dim', 'history_k', 'gnn_batch_size'):
+        for name in ('hidden_dim', 'demo_rows', 'seeds', 'n_transactions', 'gnn_epochs', 'seq_epochs', 'emb_dim', 'history_k',
+                     'gnn_batch_size'):
             if int(getattr(self, name)) < 1: raise ValueError(f'{name} must be >= 1, got {getattr(self, name)!r}.')
         if self.nrows is not None and self.nrows < 1: raise ValueError(f'nrows must be >= 1 or None, got {self.nrows!r}.')
         if not 0 <= self.dropout < 1: raise ValueError(f'dropout must be in [0, 1), got {self.dropout!r}.')
-        if self.lr <= 0: raise ValueError(f'lr must be > 0, got {self.lr!r}.')
-        resolve_models(self.model)            # fail early on an unknown head or encoder name, before any data is read
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed <= 2**32 - self.seeds:
+            raise ValueError(f'seed must be a whole number from 0 to 2**32 - seeds ({2**32 - self.seeds:,}), got {self.seed!r}: heads '
+                             f'train with seeds seed .. seed+seeds-1, and NumPy takes seeds below 2**32.')
+        auto_threads(torch.device('cpu'), self.threads)      # 00_env owns the thread rule (a count, or 0 for auto)
+        resolve_models(self.model)                           # an unknown head name
+        for seed in (self.seed, self.seed + self.seeds - 1): self.train_config(seed)   # epochs, batch_size, lr, patience, focal_gamma
         gnn_config(self.gnn_preset); resolve_seq_preset(self.seq_preset)
-        if self.gnn_fanout in ('', 'none', 'None'): self.gnn_fanout = None
         fanout = self.fanout()
         if fanout is not None and len(fanout) != gnn_config(self.gnn_preset).layers:
             raise ValueError(f'gnn_fanout={self.gnn_fanout!r} gives {len(fanout)} fan-outs but gnn_preset {self.gnn_preset} has '
                              f'{gnn_config(self.gnn_preset).layers} layers; give one per layer.')
+        self.views_config('cpu')
+        if self.dataset == 'synthetic':                      # the simulator's own limits (size, fraud rate)
+            SimConfig(n_transactions=self.n_transactions, fraud_rate=self.fraud_rate, seed=self.seed).resolved()
+        return self
+
+    def train_config(self, seed: int, device: str = 'auto') -> TrainConfig:
+        "The training settings of the heads trained with `seed`; `TrainConfig` checks them."
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, patience=self.patience,
+                           focal_gamma=self.focal_gamma, seed=seed, device=device)
 
     def fanout(self) -> tuple[int, ...] | None:
         "`gnn_fanout` as a tuple of ints (None: full-batch GNN training)."
@@ -135,20 +158,31 @@ def load_transactions(config: ExperimentConfig) -> Transactions:
         return simulate_transactions(n_transactions=config.n_transactions, fraud_rate=config.fraud_rate, seed=config.seed)
     return load_dataset(config.dataset, data_path=config.data_path or None, nrows=config.nrows)
 
-def load_store(config: ExperimentConfig, device: str = 'cpu', cache_dir=None) -> tuple[EmbeddingStore, Transactions | None]:
+def load_store(config: ExperimentConfig, device: str = 'cpu', cache_dir=None,
+               progress: bool = True,   # a line for the data, and `build_views`' lines
+              ) -> tuple[EmbeddingStore, Transactions | None]:
     "The aligned, validated two-view embedding store that `config` asks for, and its transactions table if it has one."
+    began = time.perf_counter()
     if config.dataset in TRANSACTION_DATASETS:
         tx = load_transactions(config)
-        return build_views(tx, default_split(tx), config.views_config(device), cache_dir=cache_dir), tx
+        progress_line(f'data: {len(tx):,} {tx.source} transactions ({format_seconds(time.perf_counter() - began)})', progress)
+        return build_views(tx, default_split(tx), config.views_config(device), cache_dir=cache_dir, progress=progress), tx
+    store = _given_store(config)
+    progress_line(f'data: an embedding store of {store.n:,} transactions ({config.dataset}, '
+                  f'{format_seconds(time.perf_counter() - began)})', progress)
+    return store, None
+
+def _given_store(config: ExperimentConfig) -> EmbeddingStore:
+    "The store of a dataset that comes as embeddings: a store file, the seed's pickles, or the demo."
     if config.dataset == 'embeddings':
         if not config.embeddings: raise ValueError("dataset='embeddings' needs embeddings=PATH to an .npz embedding store.")
-        return load_embeddings(config.embeddings), None
+        return load_embeddings(config.embeddings)
     if config.dataset == 'seed_pickles':
         if not (config.gnn_pickle and config.seq_pickle):
             raise ValueError('Seed-format import needs both gnn_pickle and seq_pickle.')
         return import_seed_pickles(config.gnn_pickle, config.seq_pickle, allow_pickle=config.allow_pickle,
-                                   gnn_model=config.gnn_model, seq_model=config.seq_model), None
-    return make_demo_embeddings(n=config.demo_rows, seed=config.seed), None
+                                   gnn_model=config.gnn_model, seq_model=config.seq_model)
+    return make_demo_embeddings(n=config.demo_rows, seed=config.seed)
 
 # %% ../nbs/10_experiment.ipynb #1b19a027
 def test_periods(store: EmbeddingStore) -> dict[str, np.ndarray]:
@@ -172,7 +206,8 @@ def _weights_by_class(weights, labels) -> dict | None:
     return out
 
 def train_and_score(store: EmbeddingStore, head_name: str, views: str, config: ExperimentConfig,
-                    train_config: TrainConfig, checkpoint_path=None, resume_path=None, on_epoch=None) -> tuple[dict, dict]:
+                    train_config: TrainConfig, checkpoint_path=None, resume_path=None, on_epoch=None,
+                    progress: bool = True) -> tuple[dict, dict]:
     "Train one (head, views) model with `train_config.seed` and evaluate it; returns (json-able record, test scores)."
     data = {s: store.split_arrays(s) for s in ('train', 'val', 'test')}
     views_of = {s: select_views(g, q, views) for s, (g, q, _) in data.items()}
@@ -181,7 +216,8 @@ def train_and_score(store: EmbeddingStore, head_name: str, views: str, config: E
     head = build_head(head_name, gnn_dim, seq_dim, hidden_dim=config.hidden_dim, dropout=config.dropout)
     triple = lambda s: (*views_of[s], data[s][2])
     result = fit(head, triple('train'), triple('val'), train_config, checkpoint_path=checkpoint_path,
-                 desc=model_key(head_name, views), resume_path=resume_path, on_epoch=on_epoch)
+                 desc=f'{model_key(head_name, views)} seed {train_config.seed}', resume_path=resume_path, on_epoch=on_epoch,
+                 progress=progress)
     p_val = predict_proba(head, *views_of['val'], device=train_config.device)
     p_test, w_test = predict_proba(head, *views_of['test'], device=train_config.device, with_weights=True)
     scores = evaluate_scores(data['val'][2], p_val, data['test'][2], p_test)
@@ -293,23 +329,71 @@ class SessionTracker:
     def done(self): self.state['finished'] = True; self.write()
 
 # %% ../nbs/10_experiment.ipynb #3f21e66a
-def _open_run_dir(config: ExperimentConfig, tag: str) -> Path:
-    "A new run folder, `config.run_dir` if new or empty, or (with resume) the unfinished run of these parameters."
+def _open_run_dir(config: ExperimentConfig, tag: str) -> tuple[Path, bool]:
+    "(folder, reopened): the unfinished run of these parameters (with resume), else `run_dir` claimed, else a new claimed folder."
     if resume_enabled(config):
-        path = Path(config.run_dir) if config.run_dir else find_unfinished_run(output_root(config.output_dir), config)
-        if path is not None and (_tracking(path) or {}).get('params_key') == params_key(config) and not (path / 'results.json').exists():
-            return path
-    if config.run_dir:
-        path = Path(config.run_dir)
-        # papermill may already be writing its executed notebook here: that, and only that, may exist
-        others = [p.name for p in path.iterdir() if p.suffix != '.ipynb'] if path.is_dir() else []
-        if others or (path.exists() and not path.is_dir()):
-            raise FileExistsError(f'run_dir {path} already holds {others[:5] or "a file"} (another run?). Runs never overwrite '
-                                  'each other: pass a new folder, or leave run_dir empty to get a fresh one under output_dir.')
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    return new_run_dir(output_root(config.output_dir), tag)
+        path = Path(config.run_dir).expanduser() if config.run_dir else find_unfinished_run(output_root(config.output_dir), config)
+        if (path is not None and (_tracking(path) or {}).get('params_key') == params_key(config)
+                and not (path / 'results.json').exists()): return path, True
+    if config.run_dir: return claim_run_dir(config.run_dir), False
+    return new_run_dir(output_root(config.output_dir), tag, claim=True), False
 
+def _lock_run_dir(run_dir: Path) -> int | None:
+    "Lock `run_dir`'s claim file while this run lives (the OS drops the lock when the process ends, even on kill -9)."
+    try: import fcntl
+    except ImportError: return None          # no flock (Windows): claims stay exclusive, but a live run can be reopened by resume
+    fd = os.open(Path(run_dir) / RUN_CLAIM, os.O_RDONLY | os.O_CREAT | getattr(os, 'O_CLOEXEC', 0), 0o666)
+    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FileExistsError(f'run folder {run_dir} belongs to a run that is still going (another process holds the lock on '
+                              f'its {RUN_CLAIM}). Two runs never share a folder: wait for that run to end, or pass a new run_dir.'
+                             ) from None
+    except OSError: os.close(fd); return None   # a file system without locks: the claim still holds
+    return fd
+
+def _missing_folders(path: Path) -> list[Path]:
+    "`path` and those of its parents that do not exist yet, innermost first."
+    out = []
+    for p in (path, *path.parents):
+        if os.path.lexists(p): break
+        out.append(p)
+    return out
+
+# %% ../nbs/10_experiment.ipynb #edff29bc
+@contextlib.contextmanager
+def _run_folder(config: ExperimentConfig, tag: str):
+    "Yield (run folder, session tracker or None), claimed and locked; a run that fails before it wrote there leaves no trace."
+    target = Path(config.run_dir).expanduser() if config.run_dir else output_root(config.output_dir)
+    made = _missing_folders(target)                          # folders the claim creates (the run folder itself, for a run_dir)
+    before = set(os.listdir(target)) if config.run_dir and target.is_dir() else set()   # e.g. papermill's executed notebook
+    run_dir, reopened = _open_run_dir(config, tag)
+    if not config.run_dir: made = [run_dir, *made]
+    lock, fresh = _lock_run_dir(run_dir), None
+    try:
+        fresh = _listing(run_dir) | {'session_tracking.json'}   # the claim, and the tracker written next
+        tracker = SessionTracker(run_dir, config) if resume_enabled(config) else None
+        yield run_dir, tracker
+    except BaseException:
+        if not reopened and fresh is not None and _listing(run_dir) <= fresh: _give_back(run_dir, fresh - before, made)
+        raise
+    finally:
+        if lock is not None: os.close(lock)
+
+def _listing(folder: Path) -> set:
+    try: return set(os.listdir(folder))
+    except OSError: return {None}                            # gone or unreadable: leave it alone
+
+def _give_back(run_dir: Path, ours: set, made: list[Path]):
+    "Remove what the claim put in `run_dir`, then the folders made for it while they are empty."
+    for name in ours:
+        try: (run_dir / name).unlink(missing_ok=True)
+        except OSError: return
+    for folder in made:
+        try: folder.rmdir()
+        except OSError: break                                # not empty: another run or the view cache lives there
+
+# %% ../nbs/10_experiment.ipynb #2f3a37f4
 def _save_predictions(path, store: EmbeddingStore, scores: dict):
     "Test-set ids, labels and every (model, seed)'s scores [n_models*n_seeds, n_test], for later plots and statistics (no pickle)."
     ids, label = store.ids[store.split == 'test'], store.label[store.split == 'test']
@@ -320,60 +404,90 @@ def _save_predictions(path, store: EmbeddingStore, scores: dict):
     atomic_write_bytes(path, buf.getvalue())
 
 # %% ../nbs/10_experiment.ipynb #fca5ebc3
-def run_experiment(config: ExperimentConfig | None = None, show: bool = False, **overrides) -> dict:
+def run_experiment(config: ExperimentConfig | None = None, show: bool = False,
+                   progress: bool = True,   # one line per stage and per model trained (see `progress_line`)
+                   **overrides) -> dict:
     "Load/build the two views, train and score every requested model, write the run folder; return results."
     config = dataclasses.replace(config or ExperimentConfig(), **overrides)
     if config.smoke or in_test(): config = smoke_config(config)
     with torch_threads(auto_threads(resolve_device(config.device), config.threads)):
-        return _run_experiment(config, show)
+        return _run_experiment(config, show, progress)
 
-def _run_experiment(config: ExperimentConfig, show: bool) -> dict:
-    started, clock = time.time(), time.perf_counter()
-    timings = {}
-    heads = resolve_models(config.model)
-    device = resolve_device(config.device)
-    store, tx = load_store(config, device=str(device), cache_dir=output_root(config.output_dir) / 'cache')   # validated before any folder is made
-    timings['data_and_views_s'] = time.perf_counter() - clock; clock = time.perf_counter()
-    run_dir = _open_run_dir(config, tag='-'.join(heads) if len(heads) < 4 else 'all')
-    resume = resume_enabled(config)
-    tracker = SessionTracker(run_dir, config) if resume else None
+def _train_heads(store: EmbeddingStore, heads: list[str], config: ExperimentConfig, device, run_dir: Path,
+                 tracker: SessionTracker | None, progress: bool = True) -> tuple[dict, dict]:
+    "Train and score every (head, views, seed) on `store`; (model records by key, test scores by (key, seed))."
     models, scores = {}, {}
     for head in heads:
         for views in (('both', 'gnn', 'seq') if config.baselines else ('both',)):
             key, records = model_key(head, views), []
             for seed in range(config.seed, config.seed + config.seeds):
-                train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, patience=config.patience,
-                                           focal_gamma=config.focal_gamma, seed=seed, device=str(device))
                 name = f"{head}__{views}__seed{seed}.pt"
-                resume_path = run_dir / 'resume' / name if resume else None
-                on_epoch = (lambda info, key=key, seed=seed: tracker.update(key, seed, info)) if resume else None
-                record, scores[(key, seed)] = train_and_score(store, head, views, config, train_config, run_dir / 'checkpoints' / name,
-                                                              resume_path=resume_path, on_epoch=on_epoch)
-                if resume: tracker.update(key, seed, resume_progress(resume_path))
+                resume_path = run_dir / 'resume' / name if tracker else None
+                on_epoch = (lambda info, key=key, seed=seed: tracker.update(key, seed, info)) if tracker else None
+                record, scores[(key, seed)] = train_and_score(store, head, views, config, config.train_config(seed, str(device)),
+                                                              run_dir / 'checkpoints' / name, resume_path=resume_path,
+                                                              on_epoch=on_epoch, progress=progress)
+                if tracker: tracker.update(key, seed, resume_progress(resume_path))
                 records.append(record)
             models[key] = aggregate_seeds(records)
-    timings['heads_s'] = time.perf_counter() - clock; clock = time.perf_counter()
-    if config.trees and tx is not None:
-        trees = tree_records(store, tx, config)
-        for key in dict.fromkeys(k for k, _ in trees):
-            models[key] = aggregate_seeds([trees[(k, s)][0] for k, s in trees if k == key])
-        scores.update({ks: sc for ks, (_, sc) in trees.items()})
-        timings['trees_s'] = time.perf_counter() - clock; clock = time.perf_counter()
-    dataset = dict(store.summary(), source=store.meta.get('source', config.dataset), views=store.meta.get('views'),
-                   view_timings=store.meta.get('timings'), cache=store.meta.get('cache'), empty_views=store.meta.get('empty_views'))
-    if tx is not None: dataset['transactions'] = tx.summary()
-    results = dict(
-        schema_version=1,
-        run=dict(dir=str(run_dir.resolve()), name=run_dir.name, started=datetime.datetime.fromtimestamp(started).isoformat(timespec='seconds')),
-        params=asdict(config), dataset=dataset, models=models, environment=dict(environment_info(device), threads=torch.get_num_threads()))
-    _save_predictions(run_dir / 'predictions.npz', store, scores)
-    predictions = load_predictions(run_dir)
-    results['verdict'] = verdict(results, predictions, seed=config.seed)
-    plots = render_report(run_dir, results, predictions=predictions, show=show, summary=False)
-    timings['report_s'] = time.perf_counter() - clock
-    results['run']['timings'] = {k: round(v, 3) for k, v in timings.items()}
-    results['run']['duration_s'] = round(time.time() - started, 3)
-    write_results(run_dir, results)                  # a results.json means the run finished...
-    if resume: tracker.done()
-    write_summary(run_dir, results, predictions, plots=[p for p in plots.values() if p.suffix == '.png'])  # ...and its summary follows
+    return models, scores
+
+def _run_experiment(config: ExperimentConfig, show: bool, progress: bool = True) -> dict:
+    started, clock = time.time(), time.perf_counter()
+    timings = {}
+    heads = resolve_models(config.model)
+    device = resolve_device(config.device)
+    with _run_folder(config, tag='-'.join(heads) if len(heads) < 4 else 'all') as (run_dir, tracker):
+        store, tx = load_store(config, device=str(device), cache_dir=output_root(config.output_dir) / 'cache', progress=progress)
+        timings['data_and_views_s'] = time.perf_counter() - clock; clock = time.perf_counter()
+        models, scores = _train_heads(store, heads, config, device, run_dir, tracker, progress)
+        timings['heads_s'] = time.perf_counter() - clock; clock = time.perf_counter()
+        if config.trees and tx is not None:
+            trees = tree_records(store, tx, config)
+            for key in dict.fromkeys(k for k, _ in trees):
+                models[key] = aggregate_seeds([trees[(k, s)][0] for k, s in trees if k == key])
+            scores.update({ks: sc for ks, (_, sc) in trees.items()})
+            timings['trees_s'] = time.perf_counter() - clock
+            progress_line(f"trees: {', '.join(dict.fromkeys(k for k, _ in trees))} ({format_seconds(timings['trees_s'])})", progress)
+        dataset = dict(store.summary(), source=store.meta.get('source', config.dataset), views=store.meta.get('views'),
+                       view_timings=store.meta.get('timings'), cache=store.meta.get('cache'), empty_views=store.meta.get('empty_views'))
+        if tx is not None: dataset['transactions'] = tx.summary()
+        results = dict(
+            schema_version=1,
+            run=dict(dir=str(run_dir.resolve()), name=run_dir.name, started=datetime.datetime.fromtimestamp(started).isoformat(timespec='seconds'),
+                     timings={k: round(v, 3) for k, v in timings.items()}),
+            params=asdict(config), dataset=dataset, models=models, environment=dict(environment_info(device), threads=torch.get_num_threads()))
+        # predictions, verdict, plots, summary.md and, last, results.json; if a step fails, the results are kept and the
+        # error (RunNotFinished, and error.txt in the folder) names the `fusion-nb report RUN` command that finishes the run
+        results, written = finish_run(run_dir, results, show=show, seed=config.seed, started=started,
+                                      save_predictions=lambda: _save_predictions(run_dir / 'predictions.npz', store, scores))
+        if tracker: tracker.done()
+    n_plots = sum(Path(p).suffix == '.png' for p in written.values())
+    progress_line(f"report: verdict, {plural(n_plots, 'plot')} and summary.md "
+                  f"({format_seconds(results['run']['timings']['report_s'])})", progress)
     return results
+
+# %% ../nbs/10_experiment.ipynb #382dd7d7
+def _verdict_sentences(results: dict) -> list[str]:
+    "The verdict's sentences (`sentences`, else the single `sentence`), whatever the version of `verdict` that wrote them."
+    verdict = results.get('verdict') or {}
+    sentences = verdict.get('sentences') or verdict.get('sentence') or ['No verdict in these results.']
+    return [sentences] if isinstance(sentences, str) else list(sentences)
+
+def run_digest(results: dict,
+               notebook=None,   # the executed notebook, if the caller knows it (default: a .ipynb in the run folder)
+              ) -> str:
+    "A few lines for the end of a run: its folder, stage times, the verdict, where summary.md and the notebook are."
+    run, params = results.get('run') or {}, results.get('params') or {}
+    folder = Path(run['dir']) if run.get('dir') else None
+    lines = ['SMOKE RUN: not a result (data, epochs and seeds shrunk to check that the code runs)'] if params.get('smoke') else []
+    lines.append(f"run folder: {folder or 'unknown'}")
+    stages = ', '.join(f"{k.removesuffix('_s').replace('_', ' ')} {format_seconds(v)}"
+                       for k, v in (run.get('timings') or {}).items())
+    total = run.get('duration_s')
+    lines.append(f"stages: {stages or 'not recorded'}" + ('' if total is None else f"; total {format_seconds(total)}"))
+    lines += ['verdict:'] + [f'  {s}' for s in _verdict_sentences(results)]
+    if notebook is None and folder is not None: notebook = next(iter(sorted(folder.glob('*.ipynb'))), None)
+    for label, path in (('summary', folder / 'summary.md' if folder else None), ('notebook', notebook)):
+        if path is not None and Path(path).exists(): lines.append(f'{label}: {path}')
+    return '\n'.join(lines)

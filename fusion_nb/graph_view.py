@@ -1,4 +1,8 @@
 """Accounts as nodes and transactions as directed edges (or, for Elliptic, transactions as nodes), GraphSAGE encoders trained on training-period labels only, and one embedding per transaction.
+The graph view: `build_account_graph` (accounts as nodes, transactions as edges) or `build_tx_graph`
+(Elliptic), GraphSAGE-family encoders chosen by preset (`gnn_config`), `train_gnn_encoder` on training-
+period labels only, full-batch or on sampled mini-batches, and `graph_embeddings`, one row per
+transaction.
 
 Docs: https://fusion-nb.github.io/fusion_nb/graph_view.html.md"""
 
@@ -10,15 +14,17 @@ import re, time, warnings
 from dataclasses import dataclass, asdict
 import numpy as np, pandas as pd
 import torch, torch.nn as nn, torch.nn.functional as F
-from torch_geometric.data import Data
-from torch_geometric.nn import SAGEConv
+with warnings.catch_warnings():   # torch_geometric imports tqdm.auto, which warns in a kernel without ipywidgets; we draw no bars
+    warnings.filterwarnings('ignore', message='IProgress not found')
+    from torch_geometric.data import Data
+    from torch_geometric.nn import SAGEConv
 from sklearn.metrics import average_precision_score
-from tqdm.auto import tqdm
 from .env import resolve_device, shard_rows, world, wrap_ddp
 from .layers import FastDropout
 from .sampling import neighbor_sampler
 from .transactions import Transactions
 from .splits import SPLITS, visible_mask
+from .train import progress_line, format_seconds, plural
 
 # %% auto #0
 __all__ = ['GRAPH_VISIBILITY', 'GNN_FAMILIES', 'SEED_GNN_PRESETS', 'GNN_PRESETS', 'visible_rows', 'safe_feature_columns',
@@ -363,8 +369,10 @@ def _rank_rows(pick: np.ndarray, batch_size: int, world_size: int, rank: int) ->
 def train_gnn_encoder(tx: Transactions, split, preset: str = 'HybridGNN_L4_H320', emb_dim: int = 64, epochs: int = 50,
                       lr: float = 1e-3, seed: int = 0, device='auto', dropout: float = 0.2, weight_decay: float = 1e-4,
                       max_loss_rows: int = 262_144, fanout: list[int] | None = None, batch_size: int = 4096,
-                      progress: bool = True) -> tuple[GNNEncoder, dict]:
+                      progress: bool = True,   # print one line when training ends (rank 0 only)
+                     ) -> tuple[GNNEncoder, dict]:
     "Train a GNN encoder on the train-period graph with train labels only (full-batch, or sampled mini-batches with `fanout`); returns (encoder, history)."
+    began = time.perf_counter()
     split, config, device = _check_split(tx, split), gnn_config(preset, dropout), _gnn_device(device)
     if fanout is not None and len(fanout) != config.layers:
         raise ValueError(f'fanout {list(fanout)} lists {len(fanout)} hops but {config.name} has {config.layers} layers; give one count (or -1: all) per layer.')
@@ -395,7 +403,6 @@ def train_gnn_encoder(tx: Transactions, split, preset: str = 'HybridGNN_L4_H320'
         sampler = neighbor_sampler(data, fanout, seed=seed + 7919 * rank)
     pick_rng = torch.Generator().manual_seed(seed)                              # the same on every rank
     history = dict(loss=[], train_ap=[], seconds=[])
-    bar = tqdm(range(epochs), desc=f'GNN {config.name}', disable=not progress or rank > 0)
 
     def step(logits, y):
         "One optimiser step on this rank's rows; the loss is its share of the whole batch's weighted mean (DDP averages gradients)."
@@ -406,7 +413,7 @@ def train_gnn_encoder(tx: Transactions, split, preset: str = 'HybridGNN_L4_H320'
         nn.utils.clip_grad_norm_(encoder.parameters(), 1.0); opt.step()
         return float(loss.detach()) / world_size * float(w_sum), float(w_sum)   # (this rank's weighted loss sum, the batch's weight sum)
 
-    for _ in bar:
+    for _ in range(epochs):
         start = time.perf_counter()
         pick = (torch.randperm(len(rows), generator=pick_rng)[:max_loss_rows].sort().values.numpy()
                 if len(rows) > max_loss_rows else np.arange(len(rows)))
@@ -436,7 +443,11 @@ def train_gnn_encoder(tx: Transactions, split, preset: str = 'HybridGNN_L4_H320'
         history['loss'].append(loss_sum / max(weight_sum, 1e-12))                 # the epoch's weighted-mean loss over all ranks
         history['train_ap'].append(_ap(np.concatenate(seen_y), np.concatenate(seen_score)))   # this rank's rows
         history['seconds'].append(time.perf_counter() - start)
-        bar.set_postfix(loss=f'{history["loss"][-1]:.4f}', train_ap=f'{history["train_ap"][-1]:.3f}')
+    if history['loss']:
+        ap = history['train_ap'][-1]
+        progress_line(f"graph encoder {config.name}: {plural(epochs, 'epoch')} on {len(rows):,} train rows, last loss "
+                      f"{history['loss'][-1]:.4f}, train AP {'n/a' if ap is None else f'{ap:.3f}'} "
+                      f"({format_seconds(time.perf_counter() - began)})", progress)
     return encoder.eval(), history
 
 # %% ../nbs/03_graph_view.ipynb #5c3f03f5

@@ -1,4 +1,7 @@
 """For every transaction, what its sender and its receiver did strictly before it; and the recurrent encoders (`BiLSTM_Attention`, `ResidualGRU`, `LSTM_CNN_Hybrid`) that turn those two histories into an embedding.
+The sequence view: `build_histories` gathers, for every transaction, what its sender and receiver did
+strictly before it, and the recurrent encoders (`BiLSTM_Attention`, `ResidualGRU`, `LSTM_CNN_Hybrid`)
+trained by `train_sequence_encoder` turn the two histories into one embedding (`sequence_embeddings`).
 
 Docs: https://fusion-nb.github.io/fusion_nb/sequence_view.html.md"""
 
@@ -13,11 +16,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from sklearn.metrics import average_precision_score
-from tqdm.auto import tqdm
 from .env import resolve_device, shard_rows, world, wrap_ddp
 from .layers import FastDropout, FastTanh
 from .transactions import Transactions
 from .splits import check_split, labelled_mask
+from .train import progress_line, format_seconds, plural
 
 # %% auto #0
 __all__ = ['REL_FEATURES', 'SEQ_PRESETS', 'step_feature_names', 'tx_step_features', 'Histories', 'build_histories',
@@ -410,7 +413,9 @@ def _check_inputs(tx, histories, features=None):
 def train_sequence_encoder(tx: Transactions, histories: Histories, split, preset: str = 'BiLSTM_Attention', emb_dim: int = 64,
                            epochs: int = 3, batch_size: int = 1024, lr: float = 1e-3, seed: int = 0, device='auto',
                            max_train_rows: int | None = None, hidden: int | None = None, features=None,
-                           select_best: bool = False, progress: bool = True) -> SeqTrainResult:
+                           select_best: bool = False,
+                           progress: bool = True,   # print one line when training ends (rank 0 only)
+                          ) -> SeqTrainResult:
     "Train a sequence encoder + linear fraud classifier on labelled train rows (class-weighted BCE)."
     start = _time.perf_counter()
     split = check_split(tx, split, where='train_sequence_encoder(split=...)')
@@ -438,11 +443,9 @@ def train_sequence_encoder(tx: Transactions, histories: Histories, split, preset
     shuffle = torch.Generator().manual_seed(seed)                               # the same batches on every rank
     history = dict(train_loss=[], val_ap=[])
     best = (None, -1.0, 0)
-    bar = tqdm(total=epochs * -(-len(train_rows) // batch_size), desc=f'{encoder.preset}', disable=not progress or rank > 0, leave=False)
     for epoch in range(epochs):
         encoder.train(); total = torch.zeros((), dtype=torch.float32 if dev.type == 'mps' else torch.float64, device=dev)
         for batch in _batches(torch.randperm(len(train_rows), generator=shuffle).numpy(), batch_size):
-            bar.update(1)
             if len(batch) < world_size: continue                               # every rank needs a row; the same on all ranks
             pos = shard_rows(batch, rank, world_size)                            # this rank's share of the batch
             r = torch.as_tensor(train_rows[pos], device=dev)
@@ -457,13 +460,14 @@ def train_sequence_encoder(tx: Transactions, histories: Histories, split, preset
         y_val = labels[val_rows]
         ap = float(average_precision_score(y_val, _encode(encoder, features_t, hist_t, val_rows, 4 * batch_size, scores=True))) if len(set(y_val)) == 2 else None
         history['val_ap'].append(ap)
-        bar.set_postfix(loss=f'{history["train_loss"][-1]:.4f}', val_ap='n/a' if ap is None else f'{ap:.4f}')
         if select_best and ap is not None and ap > best[1]: best = (copy.deepcopy(encoder.state_dict()), ap, epoch)
-    bar.close()
     if select_best and best[0] is not None: encoder.load_state_dict(best[0])
     else: best = (None, history['val_ap'][-1], epochs - 1)
     encoder.eval()
-    return SeqTrainResult(encoder, features, history, best_epoch=best[2], best_val_ap=best[1], train_time_s=_time.perf_counter() - start)
+    result = SeqTrainResult(encoder, features, history, best_epoch=best[2], best_val_ap=best[1], train_time_s=_time.perf_counter() - start)
+    progress_line(f"sequence encoder {encoder.preset}: {plural(epochs, 'epoch')} on {len(train_rows):,} train rows, val AP "
+                  f"{'n/a' if best[1] is None else f'{best[1]:.3f}'} ({format_seconds(result.train_time_s)})", progress)
+    return result
 
 # %% ../nbs/04_sequence_view.ipynb #dbafd06e
 def sequence_embeddings(encoder: SequenceEncoder, tx: Transactions, histories: Histories, features, device='auto',

@@ -1,4 +1,8 @@
 """Focal loss with class weights, a trainer that batches by slicing device tensors, early stopping on validation average precision, checkpoints that load with `weights_only=True`, and batched prediction.
+`fit` trains a head with focal loss and class weights on batches sliced from device tensors, AdamW with
+cosine restarts, early stopping on validation average precision and resumable per-epoch state;
+`save_checkpoint`/`load_checkpoint` keep the best weights in files that load with `weights_only=True` and
+carry a digest that is checked on load. `progress_line` is the one place progress is printed.
 
 Docs: https://fusion-nb.github.io/fusion_nb/train.html.md"""
 
@@ -7,7 +11,7 @@ Docs: https://fusion-nb.github.io/fusion_nb/train.html.md"""
 # %% ../nbs/07_train.ipynb #a4c12173
 from __future__ import annotations
 
-import hashlib, io, json, math, random, re, time, warnings
+import hashlib, inspect, io, json, math, random, re, time, warnings
 from typing import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, asdict
@@ -18,15 +22,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.metrics import average_precision_score, roc_auc_score
-from tqdm.auto import tqdm
 
-from .env import atomic_write_bytes, resolve_device, shard_rows, world as _world, wrap_ddp as _ddp
-from .fusion import build_head, resolve_models
+from .env import atomic_write_bytes, atomic_write_text, resolve_device, shard_rows, world as _world, wrap_ddp as _ddp
+from .fusion import HEADS, build_head, resolve_models
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'RESUME_FORMAT', 'TrainConfig', 'FocalLoss', 'class_weights', 'seed_everything',
-           'save_checkpoint', 'load_checkpoint', 'load_head', 'read_resume_state', 'resume_progress', 'TrainResult',
-           'fit', 'predict_proba']
+           'save_checkpoint', 'load_checkpoint', 'load_head', 'read_resume_state', 'resume_progress', 'progress_line',
+           'format_seconds', 'plural', 'TrainResult', 'fit', 'predict_proba']
 
 # %% ../nbs/07_train.ipynb #8cadf862
 @dataclass
@@ -195,29 +198,91 @@ def _load_weights_only(path: Path, kind: str, writer: str, advice: str, map_loca
                            f"written (completely) by {writer}. {type(e).__name__}: {detail} {advice}") from e
 
 # %% ../nbs/07_train.ipynb #1cac6901
-CHECKPOINT_FORMAT = 1
+def _tensors_digest(state_dict: dict) -> str:
+    "'sha256:<hex>' of a state_dict's tensors: each name, dtype, shape and raw bytes, in sorted name order."
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        digest.update(f'{name}|{t.dtype}|{tuple(t.shape)}|'.encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    return f'sha256:{digest.hexdigest()}'
+
+def checksum_path(path) -> Path:
+    "Where `save_checkpoint` writes the sha256 of the file at `path`: `NAME.pt.sha256` beside it."
+    path = Path(path)
+    return path.with_name(path.name + '.sha256')
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''): digest.update(block)
+    return digest.hexdigest()
+
+# %% ../nbs/07_train.ipynb #d4e22677
+CHECKPOINT_FORMAT = 2   # 2: tensor_digest inside, NAME.pt.sha256 beside; 1 (no digest) still loads, with a warning
 
 def save_checkpoint(path, head: nn.Module, config: dict, metrics: dict) -> Path:
-    "Atomically write `head`'s weights with the run's `config` and `metrics` to `path` (loadable with weights_only=True)."
+    "Atomically write `head`'s weights with the run's `config` and `metrics` to `path` (loadable with weights_only=True), and its sha256 beside it."
+    state_dict = {k: v.detach().cpu() for k, v in head.state_dict().items()}
     payload = dict(format_version=CHECKPOINT_FORMAT, head_class=type(head).__name__,
                    hparams=_plain(dict(getattr(head, 'hparams', None) or {}), 'hparams'),
-                   state_dict={k: v.detach().cpu() for k, v in head.state_dict().items()},
+                   state_dict=state_dict, tensor_digest=_tensors_digest(state_dict),
                    config=_plain(dict(config), 'config'), metrics=_plain(dict(metrics), 'metrics'))
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    return atomic_write_bytes(path, buffer.getvalue())
+    data, path, sidecar = buffer.getvalue(), Path(path), checksum_path(path)
+    sidecar.unlink(missing_ok=True)        # a sidecar on disk always describes the checkpoint beside it
+    atomic_write_bytes(path, data)
+    atomic_write_text(sidecar, f'{hashlib.sha256(data).hexdigest()}  {path.name}\n')
+    return path
 
+# %% ../nbs/07_train.ipynb #fb9907c3
+_DAMAGED = "Delete it (and its .sha256) and train again, or put back an intact copy."
+
+def _check_file_sha256(path: Path):
+    "Refuse `path` when its `NAME.pt.sha256` records another sha256 than the file has (no sidecar: nothing to check)."
+    sidecar = checksum_path(path)
+    if not sidecar.is_file(): return
+    with open(sidecar, 'rb') as f: recorded = f.read(4096).decode('ascii', 'replace').split()
+    if not recorded or not re.fullmatch(r'[0-9a-f]{64}', recorded[0]):
+        raise RuntimeError(f"{path}: checkpoint damaged: its checksum file {sidecar.name} is not in sha256sum format "
+                           f"(<64 hex digits>  {path.name}). {_DAMAGED}")
+    actual = _file_sha256(path)
+    if actual != recorded[0]:
+        raise RuntimeError(f"{path}: checkpoint damaged: file sha256 mismatch. The file hashes to {actual[:16]}..., "
+                           f"but {sidecar.name}, written with it by save_checkpoint, records {recorded[0][:16]}...: bytes "
+                           f"changed since (a disk, copy or sync error, or an edit). {_DAMAGED}")
+
+def _check_tensor_digest(path: Path, checkpoint: dict):
+    "Refuse a checkpoint whose tensors hash to another digest than the one it records; warn when it records none (format 1)."
+    state_dict, recorded = checkpoint['state_dict'], checkpoint.get('tensor_digest')
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise RuntimeError(f"Checkpoint {path}: its state_dict is not a dict of tensors: not a fusion_nb checkpoint.")
+    if recorded is None:
+        warnings.warn(f"Checkpoint {path} records no tensor digest (format_version {checkpoint.get('format_version')!r}, "
+                      f"written before fusion_nb {CHECKPOINT_FORMAT}), so damage to its weights cannot be detected. "
+                      f"Train again (or save_checkpoint it again) to get a checked file.", stacklevel=3)
+        return
+    actual = _tensors_digest(state_dict)
+    if actual != recorded:
+        raise RuntimeError(f"{path}: checkpoint damaged: tensor digest mismatch. Its weights hash to {actual[:23]}..., "
+                           f"but save_checkpoint recorded {str(recorded)[:23]}... when it wrote them: bytes changed since "
+                           f"(a disk, copy or sync error, or an edit). {_DAMAGED}")
+
+# %% ../nbs/07_train.ipynb #9e5f9e89
 def load_checkpoint(path, map_location='cpu') -> dict:
-    "Read a checkpoint written by `save_checkpoint` (weights_only=True); clear errors for a missing or damaged file."
+    "Read a checkpoint written by `save_checkpoint` (weights_only=True), verifying its digests; clear errors for a missing or damaged file."
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint at {path}. Expected a file written by save_checkpoint "
                                 f"(fit(..., checkpoint_path=...)); check the run folder or train again.")
+    _check_file_sha256(path)
     checkpoint = _load_weights_only(path, 'Checkpoint', 'save_checkpoint', 'Delete it and train again.', map_location)
     missing = {'state_dict', 'config', 'metrics'} - set(checkpoint if isinstance(checkpoint, dict) else {})
     if missing:
         raise RuntimeError(f"Checkpoint {path} lacks {sorted(missing)}: not a fusion_nb checkpoint "
                            f"(format_version {CHECKPOINT_FORMAT} expected).")
+    _check_tensor_digest(path, checkpoint)
     return checkpoint
 
 # %% ../nbs/07_train.ipynb #d6fe1204
@@ -242,6 +307,45 @@ def _expected_hparams(expect_head) -> dict:
     if len(names) != 1: raise ValueError(f"load_head: expect_head={expect_head!r} names {len(names)} heads {names}; name one.")
     return {'name': names[0]}
 
+# %% ../nbs/07_train.ipynb #6a546fbe
+_MAX_WIDTH = 1 << 16   # far above any fusion head's width; larger sizes in a file are an error or an attack
+
+def _head_keys(name: str) -> list[str]:
+    "The hparams a head `name` accepts: 'name' and its constructor's named parameters."
+    params = inspect.signature(HEADS[name].__init__).parameters.values()
+    return ['name'] + [p.name for p in params if p.name != 'self' and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+def _check_hparams(path, saved: dict, state_dict: dict) -> dict:
+    "`saved` with its head name resolved, once its keys, sizes and the shapes they imply agree with `state_dict`; clear errors before anything is allocated."
+    where = f"Checkpoint {path}: its hparams"
+    try: (name,) = resolve_models(saved['name'])
+    except (TypeError, ValueError) as e: raise ValueError(f"{where} name {saved['name']!r}, which is not one fusion head ({e})") from None
+    allowed = _head_keys(name)
+    unknown = sorted(str(k) for k in saved if k not in allowed)
+    if unknown:
+        raise ValueError(f"{where} hold {unknown}, which a {name} head does not take; allowed keys: {', '.join(allowed)}. "
+                         f"The file was edited or written by another fusion_nb version. Train again.")
+    bad = [f'{k}={v!r}' for k, v in saved.items() if k not in ('name', 'dropout')
+           and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= _MAX_WIDTH)]
+    dropout = saved.get('dropout', 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1: bad.append(f'dropout={dropout!r}')
+    if bad:
+        raise ValueError(f"{where} ask for {', '.join(bad)}; sizes must be whole numbers from 1 to {_MAX_WIDTH} and dropout "
+                         f"in [0, 1). The file was edited or damaged. Train again.")
+    try:
+        with torch.device('meta'): skeleton = build_head(**{**saved, 'name': name})   # shapes only: nothing is allocated
+    except (TypeError, ValueError) as e: raise ValueError(f"{where} do not build a {name} head: {e}") from None
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state_dict.items()}
+    differ = ([f'missing {sorted(set(expected) - set(found))[:3]}'] if set(expected) - set(found) else []) + \
+             ([f'unexpected {sorted(set(found) - set(expected))[:3]}'] if set(found) - set(expected) else []) + \
+             [f'{k}: file {found[k]}, hparams {expected[k]}' for k in expected if k in found and found[k] != expected[k]][:3]
+    if differ:
+        raise RuntimeError(f"Checkpoint {path}: its weights do not fit the {name} head ({_describe(saved)}) its hparams "
+                           f"describe ({'; '.join(differ)}); the file was edited or written by another fusion_nb "
+                           f"version. Train again.")
+    return {**saved, 'name': name}
+
 # %% ../nbs/07_train.ipynb #4d63f9e0
 def load_head(path, expect_head=None, map_location='cpu') -> nn.Module:
     "The fusion head saved at `path`, in eval mode; with `expect_head` (name, hparams dict or head), a checkpoint of another model or config is refused naming both."
@@ -250,6 +354,7 @@ def load_head(path, expect_head=None, map_location='cpu') -> nn.Module:
     if not saved.get('name'):
         raise RuntimeError(f"Checkpoint {path} holds a {checkpoint.get('head_class', 'model')} without fusion head hparams, so it "
                            f"cannot be rebuilt; build that model yourself and load checkpoint['state_dict'] into it.")
+    saved = _check_hparams(path, saved, checkpoint['state_dict'])
     if expect_head is not None:
         expected = _expected_hparams(expect_head)
         differ = [f'{k}: checkpoint {saved.get(k)!r}, expected {v!r}' for k, v in expected.items() if saved.get(k) != v]
@@ -353,6 +458,23 @@ def resume_progress(path) -> dict | None:
                 best_epoch=int(state['best']['epoch']), best_val_ap=state['best']['val_ap'],
                 train_time_s=float(state['train_time_s']), desc=state.get('desc', ''))
 
+# %% ../nbs/07_train.ipynb #41dec095
+def progress_line(message: str, enabled: bool = True):
+    "Print `message` as one flushed line on stdout, on rank 0 only; nothing when not `enabled`."
+    if enabled and _world()[1] == 0: print(message, flush=True)
+
+def format_seconds(seconds: float) -> str:
+    "A duration for people: `8.1 s`, `3 min 12 s`, `1 h 05 min`."
+    if seconds < 59.95: return f'{seconds:.1f} s'
+    minutes, s = divmod(round(seconds), 60)
+    if minutes < 60: return f'{minutes} min {s:02d} s'
+    return f'{minutes // 60} h {minutes % 60:02d} min'
+
+def plural(n: int, word: str) -> str:
+    "`1 epoch`, `3 epochs`."
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 # %% ../nbs/07_train.ipynb #493f501b
 @dataclass
 class TrainResult:
@@ -376,6 +498,14 @@ def _single_class_warning(labels, desc):
             f"({int(labels[0])} in all {len(labels)} rows), so average precision and ROC-AUC are undefined. "
             f"Early stopping falls back to the lowest validation loss; val_ap and val_auc are recorded as None. "
             f"Use a validation window that contains fraud to select models by AP.")
+
+# %% ../nbs/07_train.ipynb #efb86cae
+def _fit_line(desc: str, result: TrainResult) -> str:
+    "The line `fit` prints when it ends: epochs, the selected epoch and its validation AP, time, and how the session ended."
+    best = 'no val AP (one class)' if result.best_val_ap is None else f'best val AP {result.best_val_ap:.3f}'
+    notes = ([f'resumed after epoch {result.resumed_from}'] if result.resumed_from else []) + ([] if result.finished else ['stopped, not finished'])
+    return (f"head {desc or 'fit'}: {plural(result.epochs_run, 'epoch')}, {best} at epoch {result.best_epoch} "
+            f"({', '.join([format_seconds(result.train_time_s)] + notes)})")
 
 # %% ../nbs/07_train.ipynb #30fa45f6
 def _adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -403,11 +533,12 @@ def _sync_epoch(head: nn.Module, loss_sum, seen: int, world: int):
 # %% ../nbs/07_train.ipynb #67f00715
 def fit(head: nn.Module, train, val, config: TrainConfig | None = None,
         checkpoint_path=None,         # write the best epoch's weights here (save_checkpoint) at every improvement
-        desc='',                      # label for the progress bar and error messages
+        desc='',                      # label for the progress line and error messages
         resume_path=None,             # write a resume state here after every epoch, and continue from it if it exists
         keep_resume: bool = True,     # keep the (finished) resume state after a successful run, so a re-run returns at once
         stop_after: int | None = None,  # train at most this many epochs in this call, then return (finished=False)
         on_epoch: Callable[[dict], None] | None = None,  # called after every epoch (after the resume state is written)
+        progress: bool = True,        # print one line when training ends (`progress_line`: rank 0 only)
        ) -> TrainResult:
     "Train `head` on `(gnn, seq, label)` arrays, early-stop on validation AP, and leave the best weights in `head`; resumable."
     config = config or TrainConfig()
@@ -440,7 +571,7 @@ def fit(head: nn.Module, train, val, config: TrainConfig | None = None,
     if not by_ap: warnings.warn(_single_class_warning(val_labels, desc), stacklevel=2)
     where = f"fit{f' ({desc})' if desc else ''}"
     world, rank = _world()
-    writer = rank == 0                                                 # only rank 0 writes files and shows progress
+    writer = rank == 0                                                 # only rank 0 writes files and reports progress
 
     history = {key: [] for key in ('train_loss', 'val_loss', 'val_ap', 'val_auc', 'lr')}
     best_score, best_epoch, best_state, best_val_ap, best_metrics, stale = -math.inf, 0, None, None, None, 0
@@ -471,7 +602,6 @@ def fit(head: nn.Module, train, val, config: TrainConfig | None = None,
     epoch, started = resumed_from, time.perf_counter() - train_time_s
     last_epoch = resumed_from if finished else config.epochs          # a finished state: nothing left to train
     if world > 1 and rank: torch.manual_seed(config.seed + 7919 * rank + 104729 * resumed_from)   # own dropout masks per rank
-    bar = tqdm(total=config.epochs, initial=resumed_from, desc=desc or None, disable=finished or not writer)
     model = head if world == 1 else _ddp(head, device)
     try:
         for epoch in range(resumed_from + 1, last_epoch + 1):
@@ -542,25 +672,24 @@ def fit(head: nn.Module, train, val, config: TrainConfig | None = None,
                 buffer = io.BytesIO()
                 torch.save(state, buffer)
                 atomic_write_bytes(resume_path, buffer.getvalue())
-            bar.update(1)
-            bar.set_postfix(loss=f"{train_loss:.4f}", val_ap='n/a' if val_ap is None else f"{val_ap:.4f}",
-                            best=f"{best_val_ap:.4f}" if by_ap else f"val_loss {-best_score:.4f}")
             if on_epoch is not None and writer:
                 on_epoch(dict(epoch=epoch, epochs=config.epochs, train_loss=train_loss, val_loss=val_loss, val_ap=val_ap,
                               val_auc=val_auc, best_epoch=best_epoch, best_val_ap=best_val_ap, stale=stale,
                               finished=finished, train_time_s=train_time_s, desc=desc))
             if finished or (stop_after is not None and epoch - resumed_from >= stop_after): break
     finally:
-        bar.close()
         if model is not head: del model                                 # drops DDP's gradient hooks; `head` is returned unwrapped
     head.load_state_dict(best_state)
     head.eval()
     if finished and resume_path is not None and not keep_resume and writer: resume_path.unlink(missing_ok=True)
     if checkpoint_path is not None and resumed_from and writer and not Path(checkpoint_path).exists():
         save_checkpoint(checkpoint_path, head, asdict(config), best_metrics)   # lost with the killed session: rewrite it
-    return TrainResult(history=history, best_epoch=best_epoch, best_val_ap=best_val_ap, epochs_run=epoch,
-                       train_time_s=train_time_s, checkpoint_path=None if checkpoint_path is None else str(checkpoint_path),
-                       finished=finished, resumed_from=resumed_from)
+    result = TrainResult(history=history, best_epoch=best_epoch, best_val_ap=best_val_ap, epochs_run=epoch,
+                         train_time_s=train_time_s, checkpoint_path=None if checkpoint_path is None else str(checkpoint_path),
+                         finished=finished, resumed_from=resumed_from)
+    progress_line(_fit_line(desc, result), progress and writer)
+    return result
+
 
 # %% ../nbs/07_train.ipynb #579d1c45
 def predict_proba(head: nn.Module, gnn, seq, device=None, batch_size=8192, with_weights=False):

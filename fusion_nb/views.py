@@ -1,4 +1,8 @@
 """From a transactions table to the aligned embedding store: split by time, train the graph and sequence encoders on training labels only, embed every transaction in both views, join by transaction id, and cache the result by a fingerprint of the data and encoder settings.
+`build_views` is the one path from a transactions table to the aligned store: split by time, train both
+encoders on training labels only, embed every transaction in both views and join them by id. The result is
+cached under a key (`views_cache_key`) made of the data's fingerprint and every `ViewsConfig` setting, so
+a second run on the same data skips encoder training.
 
 Docs: https://fusion-nb.github.io/fusion_nb/views.html.md"""
 
@@ -6,19 +10,21 @@ Docs: https://fusion-nb.github.io/fusion_nb/views.html.md"""
 
 # %% ../nbs/05a_views.ipynb #1228bb1d
 from __future__ import annotations
-import hashlib, json, time
+import hashlib, json, time, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
+from . import __version__
 from .env import world
 from .transactions import Transactions
 from .splits import temporal_split, elliptic_split, labelled_mask
 from .graph_view import train_gnn_encoder, graph_embeddings, graph_kind
 from .sequence_view import build_histories, train_sequence_encoder, sequence_embeddings
-from .embeddings import EmbeddingStore, align_views, save_embeddings, load_embeddings
+from .embeddings import EmbeddingStore, EmbeddingFormatError, align_views, save_embeddings, load_embeddings
+from .train import progress_line, format_seconds
 
 # %% auto #0
-__all__ = ['ViewsConfig', 'default_split', 'views_cache_key', 'build_views']
+__all__ = ['VIEWS_VERSION', 'ViewsConfig', 'default_split', 'views_cache_key', 'build_views']
 
 # %% ../nbs/05a_views.ipynb #9bd40265
 @dataclass
@@ -51,10 +57,17 @@ def default_split(tx: Transactions) -> np.ndarray:
     "The split a dataset is evaluated on: Elliptic's standard steps, else 70/15/15 by time."
     return elliptic_split(tx) if tx.source == 'elliptic' else temporal_split(tx)
 
+# %% ../nbs/05a_views.ipynb #f0a1b2c3
+VIEWS_VERSION = 1   # bump when a change to the encoders or to view building changes the embeddings they compute
+
+def _code_version() -> str:
+    "The version of the code that computes the views: the package release and `VIEWS_VERSION`."
+    return f'{__version__}+views{VIEWS_VERSION}'
+
 # %% ../nbs/05a_views.ipynb #ac4ee751
 def views_cache_key(tx: Transactions, split: np.ndarray, config: ViewsConfig) -> str:
-    "Hex key of (data fingerprint, split, view settings)."
-    h = hashlib.sha256()
+    "Hex key of (code version, data fingerprint, split, view settings)."
+    h = hashlib.sha256(_code_version().encode())
     h.update(tx.fingerprint().encode()); h.update(np.asarray(split).astype('U5').tobytes())
     h.update(json.dumps(config.key(), sort_keys=True).encode())
     return h.hexdigest()[:16]
@@ -71,18 +84,30 @@ def _labelled_store(tx: Transactions, split, gnn: tuple, seq: tuple, meta: dict,
                        label=frame['label'].to_numpy()[keep], time=frame['time'].to_numpy()[keep],
                        gnn_mask=gnn_mask[rows], seq_mask=seq_mask[rows], meta=meta, where=where)
 
+def _cached_store(cache: Path | None) -> EmbeddingStore | None:
+    "The store in `cache` if there is one and it loads; a damaged or unreadable file is reported, removed and treated as a miss."
+    if cache is None or not cache.exists(): return None
+    try: return load_embeddings(cache)
+    except EmbeddingFormatError as e:     # disposable: rebuilt, rather than failing every later run with this data
+        warnings.warn(f'views cache {cache} cannot be used, so it is removed and rebuilt: {e}')
+        if world()[1] == 0 and not cache.is_dir(): cache.unlink(missing_ok=True)
+        return None
+
 def build_views(tx: Transactions, split=None, config: ViewsConfig | None = None, cache_dir=None,
-                progress: bool = True) -> EmbeddingStore:
+                progress: bool = True,   # one line per encoder and one for the store (rank 0 only)
+               ) -> EmbeddingStore:
     "Aligned two-view embedding store of the labelled transactions of `tx` (cached in `cache_dir` if given)."
     config = config or ViewsConfig()
     split = default_split(tx) if split is None else np.asarray(split)
     key = views_cache_key(tx, split, config)
     cache = Path(cache_dir) / f'views-{tx.source}-{key}.npz' if cache_dir else None
-    if cache is not None and cache.exists():
-        store = load_embeddings(cache)
+    began = time.perf_counter()
+    store = _cached_store(cache)
+    if store is not None:
         store.meta['cache'] = dict(status='hit', file=str(cache))
+        progress_line(f'views: {store.n:,} transactions read from the cache {cache} ({format_seconds(time.perf_counter() - began)})', progress)
         return store
-    timings, t0 = {}, time.perf_counter()
+    timings, t0 = {}, began
     histories = build_histories(tx, k=config.history_k)
     timings['histories_s'] = time.perf_counter() - t0; t0 = time.perf_counter()
     seq = train_sequence_encoder(tx, histories, split, preset=config.seq_preset, emb_dim=config.emb_dim,
@@ -96,7 +121,7 @@ def build_views(tx: Transactions, split=None, config: ViewsConfig | None = None,
                                          batch_size=config.gnn_batch_size, progress=progress)
     gnn_emb, gnn_mask = graph_embeddings(gnn, tx, split, device=config.device)
     timings['graph_s'] = time.perf_counter() - t0
-    meta = dict(source=tx.source, data_fingerprint=tx.fingerprint(), views=config.key(), cache_key=key,
+    meta = dict(source=tx.source, data_fingerprint=tx.fingerprint(), views=config.key(), cache_key=key, code_version=_code_version(),
                 gnn_model=config.gnn_preset, seq_model=config.seq_preset, graph_kind=graph_kind(tx),
                 timings={k: round(v, 3) for k, v in timings.items()},
                 encoder_train=dict(gnn_last_loss=(gnn_history.get('loss') or [None])[-1],
@@ -106,4 +131,6 @@ def build_views(tx: Transactions, split=None, config: ViewsConfig | None = None,
     if cache is not None and world()[1] == 0:             # under torchrun every rank builds the same store; rank 0 writes it
         save_embeddings(store, cache)
         store.meta['cache'] = dict(status='written', file=str(cache))
+    cached = f', cached in {cache}' if cache is not None else ''
+    progress_line(f'views: {store.n:,} transactions in both views ({format_seconds(time.perf_counter() - began)}){cached}', progress)
     return store
