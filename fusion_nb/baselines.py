@@ -1,4 +1,7 @@
 """The model a practitioner would use instead of fusion: gradient-boosted trees on the raw columns plus per-account features computed from strictly earlier transactions.
+`tabular_features` builds raw plus per-account history features from strictly earlier transactions, and
+`fit_trees`/`score_trees` train the gradient-boosted trees that a practitioner would use instead of
+fusion, on those features alone (`Trees`) and with both embeddings added (`Trees+embeddings`).
 
 Docs: https://fusion-nb.github.io/fusion_nb/baselines.html.md"""
 

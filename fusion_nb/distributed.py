@@ -1,4 +1,7 @@
 """`torchrun` helpers and an entry point that trains the two view encoders (`views`) and a fusion head (`head`) with PyTorch DistributedDataParallel (gloo on CPU, NCCL on GPU).
+`torchrun -m fusion_nb.distributed views` trains both encoders and writes the aligned store, and `...
+head` trains a fusion head on it, each with DistributedDataParallel (gloo on CPU, NCCL on GPU). Each rank
+trains on its share of every batch, and the tests compare two processes with one.
 
 Docs: https://fusion-nb.github.io/fusion_nb/distributed.html.md"""
 
@@ -8,14 +11,14 @@ Docs: https://fusion-nb.github.io/fusion_nb/distributed.html.md"""
 from __future__ import annotations
 
 import argparse, json, os, sys, time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from .env import atomic_write_text, resolve_device
+from .env import RUN_CLAIM, atomic_write_text, claim_run_dir, describe_path, resolve_device
 
 # %% auto #0
 __all__ = ['init_distributed', 'close_distributed', 'build_parser', 'main', 'main_head', 'build_views_parser', 'probe_ap',
@@ -50,6 +53,39 @@ def close_distributed():
 # %% ../nbs/07a_distributed.ipynb #0294cc26
 from .env import shard_rows   # defined beside world() and wrap_ddp(), which every trainer uses
 
+# %% ../nbs/07a_distributed.ipynb #4c9666a5
+def _refuse_used_out(out: Path):
+    "Refuse an `--out` that is a file or a folder holding anything (the outputs of an earlier run, most likely)."
+    if os.path.lexists(out) and not out.is_dir():
+        raise SystemExit(f"--out {out} is not a folder ({describe_path(out)}). Pass a new folder for this run's outputs.")
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if held:
+        raise SystemExit(f"--out {out} already holds {', '.join(held[:6])}{' ...' if len(held) > 6 else ''} (outputs of an "
+                         f"earlier run?). A run never replaces another run's files: pass a new folder (or an empty one).")
+
+def _claim_out(out, rank: int, world_size: int) -> tuple[Path, bool]:
+    "Global rank 0 claims `out` (new or empty) atomically; every rank learns the outcome and stops on a refusal. `(out, created)`."
+    out, refusal, created = Path(out), None, False
+    if rank == 0:
+        try:
+            _refuse_used_out(out)
+            created = not os.path.lexists(out)
+            claim_run_dir(out, allow=())
+        except SystemExit as e: refusal = str(e)
+        except OSError as e: refusal = f"--out {out}: {e}"      # lost a race, or not writable
+    if world_size > 1:
+        box = [refusal]
+        dist.broadcast_object_list(box, src=0)                   # every rank waits here for rank 0's claim
+        refusal = box[0]
+    if refusal: raise SystemExit(refusal)
+    return out, created
+
+def _release_out(out: Path, created: bool):
+    "Give back a claimed `out` that holds nothing but the claim: remove the marker, and the folder if this run made it."
+    if out.is_dir() and {p.name for p in out.iterdir()} <= {RUN_CLAIM}:
+        (out / RUN_CLAIM).unlink(missing_ok=True)
+        if created: out.rmdir()
+
 # %% ../nbs/07a_distributed.ipynb #9ced4127
 def _launch_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     "The options both commands share: seed, process-group backend, device."
@@ -65,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             '(`views` instead of `head` builds that store; see `... views --help`).')
     p.add_argument('--embeddings', required=True, help='embedding store (.npz written by fusion_nb.embeddings.save_embeddings)')
     p.add_argument('--model', default='Gated', help='fusion head: Simple|Attention|Gated|CrossModal')
-    p.add_argument('--out', required=True, help='folder for metrics.json and the checkpoint (written by rank 0)')
+    p.add_argument('--out', required=True, help='new (or empty) folder for metrics.json and the checkpoint (written by rank 0)')
     p.add_argument('--epochs', type=int, default=30)
     p.add_argument('--batch-size', type=int, default=512, help='global batch: each of W ranks takes batch_size / W rows of it')
     p.add_argument('--lr', type=float, default=1e-3)
@@ -81,30 +117,51 @@ def main(argv=None) -> dict | None:
     if argv[:1] == ['head']: argv = argv[1:]
     return main_head(argv)
 
+# %% ../nbs/07a_distributed.ipynb #16db87d8
+def _check_head_options(args):
+    "Every `head` option checked before a process group, a file or a folder is touched: `(head name, TrainConfig)`."
+    from fusion_nb.fusion import build_head, resolve_models
+    from fusion_nb.train import TrainConfig
+    names = resolve_models(args.model)
+    if len(names) != 1: raise SystemExit(f"--model {args.model!r} names {len(names)} heads {names}; name one.")
+    try:
+        with torch.device('meta'): build_head(names[0], 1, 1, hidden_dim=args.hidden_dim, dropout=args.dropout)   # shapes only
+    except ValueError as e: raise SystemExit(f"--hidden-dim {args.hidden_dim} / --dropout {args.dropout}: {e}") from None
+    try: config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+                              seed=args.seed, device=args.device or 'cpu')
+    except ValueError as e: raise SystemExit(str(e)) from None
+    if not Path(args.embeddings).is_file():
+        raise SystemExit(f"--embeddings {args.embeddings}: no such file ({describe_path(args.embeddings)}). Pass the .npz "
+                         f"written by `fusion_nb.distributed views` or fusion_nb.embeddings.save_embeddings.")
+    return names[0], config
+
+# %% ../nbs/07a_distributed.ipynb #c61a42e8
 def main_head(argv=None) -> dict | None:
     "Train one head with DDP under torchrun (or in one process without it); rank 0 writes `metrics.json` and returns the metrics."
     from fusion_nb.embeddings import load_embeddings
     from fusion_nb.evaluate import evaluate_scores
-    from fusion_nb.fusion import build_head, resolve_models
-    from fusion_nb.train import TrainConfig, fit, predict_proba, seed_everything
+    from fusion_nb.fusion import build_head
+    from fusion_nb.train import fit, predict_proba, seed_everything
     args = build_parser().parse_args(argv)
-    head_name = resolve_models(args.model)
-    if len(head_name) != 1: raise SystemExit(f"--model {args.model!r} names {len(head_name)} heads {head_name}; name one.")
+    head_name, config = _check_head_options(args)
     rank, world_size, device = init_distributed(args.backend)
     try:
-        store = load_embeddings(args.embeddings)
-        data = {s: store.split_arrays(s) for s in ('train', 'val', 'test')}
-        config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                             seed=args.seed, device=str(args.device or device))
-        seed_everything(args.seed)
-        head = build_head(head_name[0], store.gnn_dim, store.seq_dim, hidden_dim=args.hidden_dim, dropout=args.dropout)
-        out = Path(args.out)
-        result = fit(head, data['train'], data['val'], config, checkpoint_path=out / f'{head_name[0]}.pt',
-                     desc=f'{head_name[0]} rank {rank}/{world_size}')
+        out, created = _claim_out(args.out, rank, world_size)
+        try:
+            store = load_embeddings(args.embeddings)
+            data = {s: store.split_arrays(s) for s in ('train', 'val', 'test')}
+            config = replace(config, device=str(args.device or device))
+            seed_everything(args.seed)
+            head = build_head(head_name, store.gnn_dim, store.seq_dim, hidden_dim=args.hidden_dim, dropout=args.dropout)
+            result = fit(head, data['train'], data['val'], config, checkpoint_path=out / f'{head_name}.pt',
+                         desc=f'{head_name} rank {rank}/{world_size}')
+        except BaseException:
+            if rank == 0: _release_out(out, created)
+            raise
         if rank != 0: return None
         p_val = predict_proba(head, *data['val'][:2], device=config.device)
         p_test = predict_proba(head, *data['test'][:2], device=config.device)
-        metrics = dict(head=head_name[0], world_size=world_size, backend=dist.get_backend() if world_size > 1 else None,
+        metrics = dict(head=head_name, world_size=world_size, backend=dist.get_backend() if world_size > 1 else None,
                        device=str(device), embeddings=str(args.embeddings), store_fingerprint=store.fingerprint(),
                        config=asdict(config), train=result.to_dict(),
                        **evaluate_scores(data['val'][2], p_val, data['test'][2], p_test))
@@ -118,7 +175,7 @@ def build_views_parser() -> argparse.ArgumentParser:
     "Command-line options of `python -m fusion_nb.distributed views` (launched by torchrun)."
     p = argparse.ArgumentParser(prog='torchrun --nproc_per_node=N -m fusion_nb.distributed views',
                                 description='Train the graph and sequence encoders with DistributedDataParallel and write the aligned embedding store.')
-    p.add_argument('--out', required=True, help='folder for embeddings.npz and views.json (written by rank 0)')
+    p.add_argument('--out', required=True, help='new (or empty) folder for embeddings.npz and views.json (written by rank 0)')
     p.add_argument('--dataset', default='synthetic', help='synthetic|paysim|ibm_aml|amlsim|elliptic')
     p.add_argument('--data-path', default=None, help='file or folder of a real dataset (default: found under the data dir)')
     p.add_argument('--nrows', type=int, default=None, help='read at most this many rows of a real dataset')
@@ -143,26 +200,33 @@ def probe_ap(store, view: str) -> float | None:
     model = LogisticRegression(max_iter=500).fit(x[fit], y[fit])
     return float(average_precision_score(y[score], model.predict_proba(x[score])[:, 1]))
 
+# %% ../nbs/07a_distributed.ipynb #2aa10847
 def main_views(argv=None) -> dict | None:
     "Build both views with DDP-trained encoders under torchrun (or in one process); rank 0 writes `embeddings.npz` and `views.json`."
     from fusion_nb.embeddings import save_embeddings
     from fusion_nb.experiment import TRANSACTION_DATASETS, ExperimentConfig, load_transactions
     from fusion_nb.views import build_views, default_split
     args = build_views_parser().parse_args(argv)
-    config = ExperimentConfig(dataset=args.dataset, data_path=args.data_path, nrows=args.nrows, n_transactions=args.n_transactions,
-                              gnn_preset=args.gnn_preset, seq_preset=args.seq_preset, gnn_epochs=args.gnn_epochs,
-                              gnn_fanout=args.gnn_fanout, gnn_batch_size=args.gnn_batch_size, seq_epochs=args.seq_epochs,
-                              emb_dim=args.emb_dim, history_k=args.history_k, seed=args.seed)   # validates every setting
+    try: config = ExperimentConfig(dataset=args.dataset, data_path=args.data_path, nrows=args.nrows,
+                                   n_transactions=args.n_transactions, gnn_preset=args.gnn_preset, seq_preset=args.seq_preset,
+                                   gnn_epochs=args.gnn_epochs, gnn_fanout=args.gnn_fanout, gnn_batch_size=args.gnn_batch_size,
+                                   seq_epochs=args.seq_epochs, emb_dim=args.emb_dim, history_k=args.history_k,
+                                   seed=args.seed)   # validates every setting
+    except (ValueError, OSError) as e: raise SystemExit(f'{type(e).__name__}: {e}') from None
     if config.dataset not in TRANSACTION_DATASETS:
         raise SystemExit(f'--dataset {args.dataset!r}: views are built from transactions ({", ".join(TRANSACTION_DATASETS)}).')
     rank, world_size, device = init_distributed(args.backend)
     try:
+        out, created = _claim_out(args.out, rank, world_size)
         start = time.perf_counter()
-        tx = load_transactions(config)
-        views = config.views_config(str(args.device or device))
-        store = build_views(tx, default_split(tx), views, progress=rank == 0)
+        try:
+            tx = load_transactions(config)
+            views = config.views_config(str(args.device or device))
+            store = build_views(tx, default_split(tx), views, progress=rank == 0)
+        except BaseException:
+            if rank == 0: _release_out(out, created)
+            raise
         if rank != 0: return None
-        out = Path(args.out)
         save_embeddings(store, out / 'embeddings.npz')
         summary = dict(world_size=world_size, backend=dist.get_backend() if world_size > 1 else None, device=str(device),
                        dataset=config.dataset, rows=len(tx.frame), store_rows=len(store.ids), views=views.key(),

@@ -1,5 +1,9 @@
-"""The aligned two-view embedding store: one row per transaction, its graph-view and
-sequence-view embeddings side by side, joined by transaction id, saved without pickle.
+"""The aligned two-view embedding store: one row per transaction, its graph-view and sequence-view embeddings side by side, joined by transaction id, saved without pickle.
+`EmbeddingStore` holds, for each transaction, its id, split, label, time and its two embeddings, joined by
+id by `align_views`; `save_embeddings`/`load_embeddings` write and read it as an `.npz` without pickle,
+with a content digest, and `validate_store` checks it (a damaged file raises `DamagedStoreError`).
+`import_seed_pickles` reads the legacy notebooks' pickles only on explicit opt-in, through an allow-list
+unpickler.
 
 Docs: https://fusion-nb.github.io/fusion_nb/embeddings.html.md"""
 
@@ -8,11 +12,17 @@ Docs: https://fusion-nb.github.io/fusion_nb/embeddings.html.md"""
 # %% ../nbs/05_embeddings.ipynb #54a8ad73
 from __future__ import annotations
 
+import builtins
+import codecs
 import hashlib
 import io
 import json
+import math
+import os
 import pickle
+import stat
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +31,8 @@ import numpy as np
 from .env import atomic_write_bytes
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'SPLITS', 'EmbeddingFormatError', 'EmbeddingStore', 'validate_store', 'save_embeddings',
-           'load_embeddings', 'align_views', 'import_seed_pickles', 'make_demo_embeddings']
+__all__ = ['FORMAT_VERSION', 'SPLITS', 'EmbeddingFormatError', 'DamagedStoreError', 'EmbeddingStore', 'validate_store',
+           'save_embeddings', 'load_embeddings', 'align_views', 'import_seed_pickles', 'make_demo_embeddings']
 
 # %% ../nbs/05_embeddings.ipynb #0ded0011
 FORMAT_VERSION = 1
@@ -37,6 +47,10 @@ _ARRAY_SPEC = {
 # %% ../nbs/05_embeddings.ipynb #a6799476
 class EmbeddingFormatError(ValueError):
     "An embedding store (in memory or on disk) that breaks the documented format."
+
+
+class DamagedStoreError(EmbeddingFormatError):
+    "A store file whose bytes changed after it was written: empty, truncated, bit-flipped, or missing arrays."
 
 # %% ../nbs/05_embeddings.ipynb #eed5dbe5
 def _duplicated(values: np.ndarray) -> np.ndarray:
@@ -151,6 +165,25 @@ def _check_dtypes_and_shapes(arrays: dict, where: str):
     for name in ('gnn', 'seq'):
         if arrays[name].shape[1] == 0: _fail(where, name, 'has zero columns', 'Store the encoder output (width >= 1)')
 
+# %% ../nbs/05_embeddings.ipynb #c7a1e0d2
+def _check_time_order(arrays: dict, meta, where: str):
+    "Refuse splits out of time order (train <= val <= test), unless `meta['non_temporal_split']` gives a reason."
+    time, split = arrays['time'], arrays['split']
+    rows = {s: split == s for s in SPLITS}
+    first = {s: time[r].min() for s, r in rows.items()}
+    last = {s: time[r].max() for s, r in rows.items()}
+    broken = [f'{int((time[rows[a]] > first[b]).sum())} {a} row(s) come after the first {b} row '
+              f'({a} ends at {last[a]:g} h, {b} starts at {first[b]:g} h)'
+              for a, b in (('train', 'test'), ('train', 'val'), ('val', 'test')) if last[a] > first[b]]
+    if not broken: return
+    problem = 'the splits are not in time order: ' + '; '.join(broken)
+    reason = meta.get('non_temporal_split') if isinstance(meta, dict) else None
+    if reason: return warnings.warn(f'{where}: {problem} (allowed: meta non_temporal_split = {reason!r})')
+    _fail(where, 'time, split', problem,
+          'Train must precede validation and test in time, or test measures the past; split by time (temporal_split, '
+          'elliptic_split). For a deliberate non-temporal split (e.g. a random-split ablation) set '
+          "meta['non_temporal_split'] to the reason, which turns this error into a warning")
+
 # %% ../nbs/05_embeddings.ipynb #3fddee8f
 def validate_store(store: EmbeddingStore, where: str = 'EmbeddingStore') -> EmbeddingStore:
     "Check every invariant of the format; raise `EmbeddingFormatError` explaining the first one broken."
@@ -190,6 +223,7 @@ def validate_store(store: EmbeddingStore, where: str = 'EmbeddingStore') -> Embe
         _fail(where, 'split', f'split(s) {empty} have no rows (rows per split: '
               f'{ {s: int((split == s).sum()) for s in SPLITS} })',
               'Every split needs transactions; check the temporal split boundaries')
+    _check_time_order(arrays, store.meta, where)
     meta = store.meta
     if not isinstance(meta, dict): _fail(where, 'meta', f'expected a dict, found {type(meta).__name__}', 'Pass meta as a dict')
     try: json.dumps(meta)
@@ -199,51 +233,151 @@ def validate_store(store: EmbeddingStore, where: str = 'EmbeddingStore') -> Embe
               'Upgrade fusion_nb to read newer stores, or re-create the store with this version')
     return store
 
+# %% ../nbs/05_embeddings.ipynb #d1b2c3a4
+_DIGEST = 'sha256'   # optional 0-d str member: hex sha256 of every other array (written by save_embeddings)
+
+def _content_digest(arrays: dict) -> str:
+    "Hex sha256 over a store's arrays and meta: name, dtype, shape and bytes of each, in the order of the format table."
+    h = hashlib.sha256()
+    for name in (*_ARRAY_SPEC, 'meta'):
+        arr = np.asarray(arrays[name])
+        h.update(f'{name}|{arr.dtype.str}|{arr.shape}|'.encode())
+        h.update((arr if arr.flags.c_contiguous else arr.copy()).reshape(-1).view(np.uint8))
+    return h.hexdigest()
+
 # %% ../nbs/05_embeddings.ipynb #380457c5
 def save_embeddings(store: EmbeddingStore, path) -> Path:
-    "Validate `store` and write it atomically as an `.npz` file (no pickle; meta as a JSON string)."
+    "Validate `store` and write it atomically as an `.npz` file (no pickle; meta as JSON; a sha256 of the content)."
     path = Path(path)
     validate_store(store, where=f'save_embeddings({path.name})')
     arrays = {name: np.ascontiguousarray(getattr(store, name)) for name in _ARRAY_SPEC}
+    arrays['meta'] = np.array(json.dumps(store.meta, sort_keys=True))
     buf = io.BytesIO()
-    np.savez(buf, **arrays, meta=np.array(json.dumps(store.meta, sort_keys=True)))
+    np.savez(buf, **arrays, **{_DIGEST: np.array(_content_digest(arrays))})
     atomic_write_bytes(path, buf.getvalue())
     return path
 
 # %% ../nbs/05_embeddings.ipynb #51405b7f
-def _read_npz(path: Path) -> dict:
-    "All arrays of an `.npz` file, read without pickle, with errors that name the file and the array."
+def _file_kind(mode: int) -> str:
+    for is_kind, kind in ((stat.S_ISDIR, 'a directory'), (stat.S_ISFIFO, 'a named pipe (FIFO)'), (stat.S_ISSOCK, 'a socket'),
+                          (stat.S_ISCHR, 'a character device'), (stat.S_ISBLK, 'a block device')):
+        if is_kind(mode): return kind
+    return 'a special file'
+
+
+def _open_regular(path: Path, what: str):
+    "`path` opened for binary reading if it is a regular file; a FIFO (reading blocks forever) or a device is refused unopened."
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode):
+        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_BINARY', 0))  # cannot block
+        mode = os.fstat(fd).st_mode                       # the file itself, in case the name was swapped since the check
+        if stat.S_ISREG(mode): return os.fdopen(fd, 'rb')
+        os.close(fd)
+    raise EmbeddingFormatError(f'{path}: is {_file_kind(mode)}, not a regular file; {what} must be a regular file '
+                               f'(reading a named pipe waits forever for a writer). Pass the path of the file itself')
+
+# %% ../nbs/05_embeddings.ipynb #e2f3a4b5
+_MAX_EXPANSION = 64          # declared (uncompressed) array bytes allowed per byte of .npz file ...
+_EXPANSION_FLOOR = 1 << 30   # ... or 1 GiB, whichever is more: a small store is never refused
+_MAX_NPY_HEADER = 10_000     # numpy's own default limit on a .npy header
+_DAMAGED_TODO = ('Its bytes changed after it was written (an interrupted copy or download, a disk error): write it again '
+                 'with save_embeddings or copy it again; a views cache file (cache/views-*.npz) is rebuilt by the next run')
+
+
+def _npz_members(zf: zipfile.ZipFile, path: Path, file_size: int) -> dict:
+    "Array name -> `ZipInfo` of an `.npz`, after refusing sizes no embedding store has (before anything is decompressed)."
+    infos = zf.infolist()
+    declared, limit = sum(i.file_size for i in infos), max(_EXPANSION_FLOOR, _MAX_EXPANSION * file_size)
+    if declared > limit:
+        raise EmbeddingFormatError(
+            f'{path.name}: its arrays declare {declared:,} bytes uncompressed in a {file_size:,}-byte file '
+            f'({declared / file_size:,.0f} times its size; the limit is {limit:,} bytes): no embedding store compresses '
+            f'like that, so nothing was decompressed. Write stores with save_embeddings (uncompressed)')
+    for i in infos:
+        if i.header_offset + i.compress_size > file_size:
+            raise DamagedStoreError(f'{path.name}: damaged embedding store: member {i.filename} would end after byte '
+                                    f'{i.header_offset + i.compress_size:,} of a {file_size:,}-byte file (truncated). {_DAMAGED_TODO}')
+    return {i.filename.removesuffix('.npy'): i for i in infos}
+
+
+def _npy_header(member) -> tuple:
+    "(shape, fortran_order, dtype) of an open `.npy` member: numpy's header parser, never pickle."
+    read = {(1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0}.get(np.lib.format.read_magic(member))
+    if read is None: raise ValueError('unsupported .npy format version')
+    return read(member, max_header_size=_MAX_NPY_HEADER)
+
+# %% ../nbs/05_embeddings.ipynb #e3f4a5b6
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, path: Path) -> np.ndarray:
+    "One array of an `.npz`: its header checked against the member's size before any data is read."
+    where = f'{path.name}: array `{name}`'
+    try:
+        with zf.open(info) as member: shape, _, dtype = _npy_header(member); header_size = member.tell()
+    except Exception as e:   # a small member is read whole here, so a CRC error can surface already
+        part = '.npy header' if isinstance(e, (ValueError, SyntaxError)) or type(e).__name__ == 'TokenError' else 'data'
+        raise DamagedStoreError(f'{where}: damaged {part} ({type(e).__name__}: {e}). {_DAMAGED_TODO}') from None
+    if dtype.hasobject:
+        raise EmbeddingFormatError(f'{where}: cannot be read without pickle (dtype {dtype}); it was saved as an object '
+                                   f'array. Convert it to a numeric or str dtype and save again')
+    declared, held = math.prod(shape) * dtype.itemsize, info.file_size - header_size
+    if declared != held:
+        raise DamagedStoreError(f'{where}: truncated or damaged .npy: its header declares {declared:,} bytes (shape {shape}, '
+                                f'dtype {dtype}), the member holds {held:,}. {_DAMAGED_TODO}')
+    try:
+        with zf.open(info) as member: return np.lib.format.read_array(member, allow_pickle=False, max_header_size=_MAX_NPY_HEADER)
+    except Exception as e:   # zip's CRC-32 or a deflate error: the bytes changed after writing
+        raise DamagedStoreError(f'{where}: damaged data ({type(e).__name__}: {e}). {_DAMAGED_TODO}') from None
+
+# %% ../nbs/05_embeddings.ipynb #e4f5a6b7
+def _read_npz(path: Path, names) -> tuple[dict, list]:
+    "The arrays `names` of an `.npz` file (those present) and its other members' names; sizes checked, no pickle."
     if not path.exists():
         raise FileNotFoundError(f'{path}: no such embedding store. Create it with save_embeddings(store, path) '
                                 f'or import seed pickles with import_seed_pickles(...)')
-    try: npz = np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise EmbeddingFormatError(f'{path.name}: not a readable .npz file ({type(e).__name__}: {e}). '
-                                   f'Embedding stores are written by save_embeddings; re-create the file') from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise EmbeddingFormatError(f'{path.name}: holds a single .npy array, not an .npz embedding store. '
-                                   f'Re-create it with save_embeddings')
-    arrays = {}
-    with npz:
-        for name in npz.files:
-            try: arrays[name] = npz[name]
-            except ValueError as e:
-                raise EmbeddingFormatError(f'{path.name}: array `{name}`: cannot be read without pickle ({e}); it was saved '
-                                           f'as an object array. Convert it to a numeric or str dtype and save again') from None
-    return arrays
+    with _open_regular(path, 'an embedding store') as f:
+        file_size, head = os.fstat(f.fileno()).st_size, f.read(4)
+        if file_size == 0: raise DamagedStoreError(f'{path.name}: damaged embedding store: the file is empty (0 bytes). {_DAMAGED_TODO}')
+        if head == b'\x93NUM':
+            raise EmbeddingFormatError(f'{path.name}: holds a single .npy array, not an .npz embedding store. '
+                                       f'Re-create it with save_embeddings')
+        if head[:2] != b'PK':
+            pickled = ' (it looks like a pickle)' if head[:1] == b'\x80' else ''
+            raise EmbeddingFormatError(f"{path.name}: not a readable .npz file: it starts with {head!r}, not the zip signature b'PK'"
+                                       f'{pickled}. Embedding stores are written by save_embeddings')
+        f.seek(0)
+        try: zf = zipfile.ZipFile(f)
+        except Exception as e:
+            raise DamagedStoreError(f'{path.name}: damaged embedding store: its zip directory cannot be read ({type(e).__name__}: '
+                                    f'{e}); the file was probably cut short. {_DAMAGED_TODO}') from None
+        with zf:
+            members = _npz_members(zf, path, file_size)
+            arrays = {name: _read_member(zf, members[name], name, path) for name in names if name in members}
+            return arrays, [name for name in members if name not in names]
+
+# %% ../nbs/05_embeddings.ipynb #f5a6b7c8
+def _verify_digest(arrays: dict, where: str):
+    "Compare the stored sha256 with the arrays read (popping it); a mismatch is damage."
+    stored = arrays.pop(_DIGEST)
+    if stored.dtype.kind != 'U' or stored.ndim != 0:
+        raise DamagedStoreError(f'{where}: array `{_DIGEST}`: expected a 0-d hex string, found dtype {stored.dtype} shape '
+                                f'{stored.shape}. {_DAMAGED_TODO}')
+    computed = _content_digest(arrays)
+    if stored.item() != computed:
+        raise DamagedStoreError(f'{where}: damaged embedding store: the content digest does not match (stored sha256 '
+                                f'{stored.item()[:16]}..., computed {computed[:16]}...). {_DAMAGED_TODO}')
 
 # %% ../nbs/05_embeddings.ipynb #a809816c
 def load_embeddings(path) -> EmbeddingStore:
-    "Read an `.npz` store with `np.load(allow_pickle=False)`, validate it, and explain any problem."
+    "Read an `.npz` store without pickle, verify its digest, validate it, and explain any problem."
     path = Path(path)
-    arrays = _read_npz(path)
+    arrays, others = _read_npz(path, (*_ARRAY_SPEC, 'meta', _DIGEST))
     where = path.name
     missing = [name for name in (*_ARRAY_SPEC, 'meta') if name not in arrays]
     if missing:
-        _fail(where, ', '.join(missing), f'missing (the file has {sorted(arrays)})',
-              f'A store needs {[*_ARRAY_SPEC, "meta"]}; re-create it with save_embeddings')
-    extra = sorted(set(arrays) - {*_ARRAY_SPEC, 'meta'})
-    if extra: warnings.warn(f'{where}: ignoring unknown array(s) {extra}')
+        raise DamagedStoreError(f'{where}: array `{", ".join(missing)}`: missing (the file has {sorted([*arrays, *others])}). '
+                                f'A store needs {[*_ARRAY_SPEC, "meta"]}; write it again with save_embeddings')
+    if _DIGEST in arrays: _verify_digest(arrays, where)
+    if others: warnings.warn(f'{where}: ignoring unknown array(s) {sorted(others)}')
     meta_arr = arrays.pop('meta')
     if meta_arr.dtype.kind != 'U' or meta_arr.ndim != 0:
         _fail(where, 'meta', f'expected a 0-d JSON string, found dtype {meta_arr.dtype} shape {meta_arr.shape}',
@@ -310,35 +444,101 @@ def align_views(gnn_ids, gnn, seq_ids, seq, ids, split, label, time,
     return validate_store(store, where=where)
 
 # %% ../nbs/05_embeddings.ipynb #0e8c4e48
-_SAFE_BUILTINS = ('list', 'dict', 'tuple', 'set', 'frozenset', 'int', 'float', 'complex', 'bool', 'str',
-                  'bytes', 'bytearray', 'slice', 'range')
-
-
-def _numpy_globals() -> dict:
-    "The few numpy callables that rebuild arrays, dtypes and scalars, under their numpy 1.x and 2.x module names."
-    try: from numpy._core import multiarray, numeric   # numpy >= 2
-    except ImportError: from numpy.core import multiarray, numeric  # numpy 1.x
-    allowed = {('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype}
-    for mod in ('numpy.core', 'numpy._core'):
-        allowed[(f'{mod}.multiarray', '_reconstruct')] = multiarray._reconstruct
-        allowed[(f'{mod}.multiarray', 'scalar')] = multiarray.scalar
-        allowed[(f'{mod}.numeric', '_frombuffer')] = numeric._frombuffer
-    return allowed
+# Not listed: `range` (the one lazy sequence: `list(range(10**9))` is 43 bytes of pickle and 8 GB of memory) and `str`
+# (`str()` of a list that repeats one object through the pickle memo writes its repr once per repeat: gigabytes from kilobytes).
+_SAFE_BUILTINS = ('list', 'dict', 'tuple', 'set', 'frozenset', 'int', 'float', 'complex', 'bool', 'slice')
 
 
 class _RefusedGlobal(pickle.UnpicklingError):
     "A seed pickle asked for a global outside the allow-list."
 
 
+class _RefusedBuild(pickle.UnpicklingError):
+    "An allow-listed call whose arguments would build far more than the pickle holds, or an array numpy may crash on."
+
+
+def _plain_dtype(dtype) -> np.dtype:
+    "`dtype` if it is a plain bool, number, string or time type with the flags numpy gives it; else refused."
+    dtype = np.dtype(dtype)
+    fresh = np.dtype(dtype.str) if dtype.kind in 'biufcSUmM' and dtype.fields is None and dtype.subdtype is None else None
+    if fresh is None or fresh != dtype or fresh.flags != dtype.flags or fresh.itemsize != dtype.itemsize:
+        raise _RefusedBuild(f'an array or scalar of dtype {dtype} (flags {dtype.flags}): seed embeddings, labels and ids '
+                            f'are plain numbers or strings, and object, structured or altered dtypes can crash numpy')
+    return dtype
+
+
+def _bytes_like(kind: type):
+    "`bytes`/`bytearray` from bytes or text only: `bytes(10**9)` would allocate a gigabyte of zeros."
+    def build(*args):
+        if args and not isinstance(args[0], (bytes, bytearray, str)):
+            raise _RefusedBuild(f'`{kind.__name__}({type(args[0]).__name__})`: pickles rebuild {kind.__name__} from bytes or '
+                                f'text; from a number it allocates that many zero bytes')
+        return kind(*args)
+    return build
+
+
+def _latin1_encode(text, encoding='latin1'):
+    "`_codecs.encode` as protocol-2 pickles use it for bytes: latin-1 text only."
+    if not isinstance(text, str) or encoding not in ('latin1', 'latin-1'):
+        raise _RefusedBuild(f'`_codecs.encode(..., {encoding!r})`: protocol-2 pickles encode bytes as latin-1 text only')
+    return codecs.encode(text, 'latin1')
+
+# %% ../nbs/05_embeddings.ipynb #a7b8c9d0
+class _NdarrayName:
+    "Stands in for `numpy.ndarray`, which numpy's pickles name only as the class argument of `_reconstruct`."
+    def __call__(self, *args, **kwargs):
+        raise _RefusedBuild('a bare `numpy.ndarray(shape, ...)` call: it allocates an array of any size, and numpy '
+                            "pickles never make it")
+
+_NDARRAY = _NdarrayName()
+
+
+class _SeedArray(np.ndarray):
+    "An array being unpickled: its pickled state is checked before numpy copies it in."
+    def __setstate__(self, state):
+        shape, dtype, data = state[-4], _plain_dtype(state[-3]), state[-1]
+        needed = math.prod(int(d) for d in shape) * dtype.itemsize
+        if not isinstance(data, (bytes, bytearray, str)) or len(data) != needed:
+            raise _RefusedBuild(f'an array of shape {tuple(shape)} and dtype {dtype} ({needed:,} bytes) from '
+                                f'{len(data) if isinstance(data, (bytes, bytearray, str)) else type(data).__name__} bytes')
+        super().__setstate__(state)
+
+
+def _allowed_globals() -> dict:
+    "(module, name) -> what the seed-pickle unpickler hands out: containers, numbers, and guarded numpy rebuilders."
+    try: from numpy._core import multiarray, numeric   # numpy >= 2
+    except ImportError: from numpy.core import multiarray, numeric  # numpy 1.x
+    def reconstruct(cls, shape, dtype):   # numpy pickles: an empty ndarray, filled by __setstate__
+        empty = isinstance(shape, tuple) and all(type(d) is int for d in shape) and math.prod(shape) == 0
+        if cls is not _NDARRAY or not empty:
+            raise _RefusedBuild(f'`_reconstruct({getattr(cls, "__name__", type(cls).__name__)}, {shape!r}, ...)`: numpy '
+                                f'pickles ask it for an empty ndarray only; this asks for an allocation of any size')
+        return multiarray._reconstruct(_SeedArray, shape, dtype)
+    def scalar(dtype, *data):             # numpy pickles: scalar(dtype, its bytes)
+        if len(data) != 1 or not isinstance(data[0], (bytes, str)):
+            raise _RefusedBuild(f'a numpy scalar of dtype {dtype} without its bytes (numpy would allocate and zero '
+                                f'{getattr(dtype, "itemsize", "its itemsize in")} bytes)')
+        return multiarray.scalar(_plain_dtype(dtype), *data)
+    def frombuffer(buf, dtype, shape, order):   # protocol-5 pickles: bounded by the buffer
+        return numeric._frombuffer(buf, _plain_dtype(dtype), shape, order)
+    allowed = {('numpy', 'ndarray'): _NDARRAY, ('numpy', 'dtype'): np.dtype, ('_codecs', 'encode'): _latin1_encode,
+               ('builtins', 'bytes'): _bytes_like(bytes), ('builtins', 'bytearray'): _bytes_like(bytearray),
+               **{('builtins', n): getattr(builtins, n) for n in _SAFE_BUILTINS}}
+    for mod in ('numpy.core', 'numpy._core'):
+        allowed[(f'{mod}.multiarray', '_reconstruct')] = reconstruct
+        allowed[(f'{mod}.multiarray', 'scalar')] = scalar
+        allowed[(f'{mod}.numeric', '_frombuffer')] = frombuffer
+    return allowed
+
+
 class _ArrayOnlyUnpickler(pickle.Unpickler):
     "An unpickler that rebuilds numpy arrays and plain containers and refuses every other global."
     def __init__(self, file, source: str):
         super().__init__(file)
-        self.source = source
-        self.allowed = {**_numpy_globals(), **{('builtins', n): getattr(__import__('builtins'), n) for n in _SAFE_BUILTINS},
-                        ('_codecs', 'encode'): __import__('codecs').encode}  # protocol-2 pickles encode bytes this way
+        self.source, self.allowed = source, _allowed_globals()
 
     def find_class(self, module, name):
+        module = 'builtins' if module == '__builtin__' else module   # protocol 0-2 pickles name Python 2's module
         if (module, name) in self.allowed: return self.allowed[(module, name)]
         hint = (' Convert tensors with .numpy() before pickling.' if module.startswith('torch') else
                 ' Store plain numpy arrays in plain dicts.' if module.startswith('pandas') else '')
@@ -349,9 +549,12 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
 
 def _unpickle_arrays(path: Path):
     "The payload of seed pickle `path` via the allow-list unpickler; a refusal as is, a damaged file as `EmbeddingFormatError`."
-    with open(path, 'rb') as f:
+    with _open_regular(path, 'a seed embeddings pickle') as f:
         try: return _ArrayOnlyUnpickler(f, path.name).load()
         except _RefusedGlobal: raise
+        except _RefusedBuild as e:
+            raise _RefusedGlobal(f'{path.name}: refused to build {e}. Seed pickles hold plain numeric arrays in plain dicts; '
+                                 f'this one asks for more (a crafted file?)') from None
         except Exception as e:   # truncated or not a pickle at all: name the file instead of a bare pickle error
             raise EmbeddingFormatError(f'{path.name}: not a readable pickle ({type(e).__name__}: {e}); the file is truncated, corrupt '
                                        f'or not a seed embeddings pickle. Re-export it from the seed notebook') from None

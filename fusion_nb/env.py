@@ -1,4 +1,10 @@
 """Where the code runs (Kaggle, Colab, a laptop), where data is read from and runs are written to, which device trains, and how files are written safely.
+Every other module asks this one where it is: `detect_platform` tells Kaggle, Colab and a local checkout
+apart, `data_dir` and `output_root` resolve where data is read and runs are written, `new_run_dir` and
+`claim_run_dir` claim a run folder atomically so no two runs share one, and
+`atomic_write_bytes`/`atomic_write_text` write every file through a temporary file and a rename, with the
+user's normal permissions. It also picks the device and CPU threads, and holds the small torchrun helpers
+(`world`, `wrap_ddp`, `shard_rows`).
 
 Docs: https://fusion-nb.github.io/fusion_nb/env.html.md"""
 
@@ -6,14 +12,15 @@ Docs: https://fusion-nb.github.io/fusion_nb/env.html.md"""
 
 # %% ../nbs/00_env.ipynb #15a9c6e2
 from __future__ import annotations
-import os, subprocess, tempfile, datetime, re
+import os, subprocess, tempfile, datetime, re, secrets, errno, stat, json, socket
 from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['KNOWN_DATA_FILES', 'detect_platform', 'project_root', 'kaggle_input_root', 'find_files', 'data_dir', 'dev_data_dir',
-           'output_root', 'new_run_dir', 'atomic_write_bytes', 'atomic_write_text', 'resolve_device', 'auto_threads',
+__all__ = ['KNOWN_DATA_FILES', 'RUN_CLAIM', 'detect_platform', 'project_root', 'kaggle_input_root', 'find_files', 'data_dir',
+           'describe_path', 'safe_resolve', 'dev_data_dir', 'output_root', 'check_output_root', 'new_run_dir',
+           'claim_run_dir', 'atomic_write_bytes', 'atomic_write_text', 'resolve_device', 'auto_threads',
            'torch_threads', 'world', 'wrap_ddp', 'shard_rows', 'git_commit', 'environment_info']
 
 # %% ../nbs/00_env.ipynb #7bea525e
@@ -47,13 +54,13 @@ def kaggle_input_root() -> Path:
     return Path(os.environ.get('FUSION_NB_KAGGLE_INPUT', '/kaggle/input'))
 
 def find_files(root: Path | str, names=KNOWN_DATA_FILES, max_depth: int = 6) -> list[Path]:
-    "Files under `root` (at most `max_depth` folders down) whose name is in `names`, sorted."
+    "Regular files under `root` (at most `max_depth` folders down) named in `names`, sorted; pipes and devices are skipped."
     root, names, found = Path(root), set(names), []
     if not root.is_dir(): return found
     base = len(root.parts)
     for dirpath, dirnames, filenames in os.walk(root):
         if len(Path(dirpath).parts) - base >= max_depth: dirnames[:] = []
-        found += [Path(dirpath)/f for f in filenames if f in names]
+        found += [Path(dirpath)/f for f in filenames if f in names and os.path.isfile(os.path.join(dirpath, f))]
     return sorted(found)
 
 # %% ../nbs/00_env.ipynb #2144b3e5
@@ -68,10 +75,39 @@ def data_dir(param: str | os.PathLike | None = None, platform: str | None = None
     root = project_root()
     return root/'data' if root else Path('data')
 
+# %% ../nbs/00_env.ipynb #ecb1cfc8
+_KINDS = ((stat.S_ISDIR, 'is a folder, not a file'), (stat.S_ISREG, 'is a regular file'),
+          (stat.S_ISFIFO, 'is a named pipe (FIFO), not a regular file: reading it would wait forever for a writer'),
+          (stat.S_ISSOCK, 'is a socket, not a regular file'), (stat.S_ISCHR, 'is a character device, not a regular file'),
+          (stat.S_ISBLK, 'is a block device, not a regular file'))
+
+def describe_path(path: str | os.PathLike) -> str:
+    "What is at `path`, as words for an error message ('does not exist', 'is a named pipe (FIFO) ...'); never opens it or raises."
+    try: mode = os.stat(path).st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP: return 'is a symbolic link loop (a link that leads back to itself), not a file or folder'
+        if os.path.islink(path): return f'is a broken symbolic link (to {os.readlink(path)!r}, which does not exist)'
+        if e.errno in (errno.ENOENT, errno.ENOTDIR): return 'does not exist'
+        return f'cannot be examined ({e.strerror})'
+    except ValueError as e: return f'is not a valid path ({e})'
+    return next((words for test, words in _KINDS if test(mode)), 'is not a regular file')
+
+def safe_resolve(path: str | os.PathLike) -> Path:
+    "`path` made absolute, with symbolic links resolved where possible; a link loop does not raise (the path is kept as given)."
+    try: return Path(path).resolve()
+    except (OSError, RuntimeError): return Path(os.path.abspath(path))
+
 # %% ../nbs/00_env.ipynb #47947b38
 def dev_data_dir() -> Path | None:
-    "Folder of the developers' `*_dev` datasets: `$FUSION_NB_DEV_DATA` or `<checkout>/../shared/data`; None if absent."
-    if os.environ.get('FUSION_NB_DEV_DATA'): return Path(os.environ['FUSION_NB_DEV_DATA'])
+    "The developers' `*_dev` datasets: `$FUSION_NB_DEV_DATA` or `<checkout>/../shared/data`; None if absent or off."
+    if 'FUSION_NB_DEV_DATA' in os.environ:
+        value = os.environ['FUSION_NB_DEV_DATA'].strip()
+        if value.lower() in ('', 'none'): return None
+        path = Path(value).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(f'FUSION_NB_DEV_DATA={value!r} is not a folder: point it at the folder holding '
+                                    "paysim_dev/ and aml_dev/, or set it to 'none' to test as a fresh clone.")
+        return path
     root = project_root()
     path = root.parent/'shared'/'data' if root else None
     return path if path is not None and path.is_dir() else None
@@ -84,24 +120,99 @@ def output_root(param: str | os.PathLike | None = None, platform: str | None = N
     root = project_root()
     return root/'outputs' if root else Path('outputs')
 
-_SAFE = re.compile(r'[^A-Za-z0-9_.-]+')
+# %% ../nbs/00_env.ipynb #1ae2d493
+_EXCL = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0) | getattr(os, 'O_CLOEXEC', 0)
 
-def new_run_dir(root: str | os.PathLike, tag: str = 'run') -> Path:
-    "Create and return a new, empty run folder `root/<timestamp>_<tag>[_n]`; never reuses one."
-    root = Path(root); root.mkdir(parents=True, exist_ok=True)
+def _blocking_file(path: Path) -> Path | None:
+    "The first of `path` and its parents that exists but is not a folder, if any."
+    for p in (path, *path.parents):
+        if os.path.lexists(p): return None if p.is_dir() else p
+    return None
+
+def check_output_root(root: str | os.PathLike, what: str = 'output folder') -> Path:
+    "Make `root` a folder (with its parents) and prove files can be created in it; raise a clear `OSError` if not."
+    root = Path(root).expanduser()
+    blocker = _blocking_file(root)
+    if blocker is not None:
+        raise NotADirectoryError(f"{what} {root} cannot be used: {blocker} {describe_path(blocker)}. Pass a folder path "
+                                 '(output_dir / run_dir), or move that entry away.')
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root/f'.write-check.{secrets.token_hex(6)}'
+        os.close(os.open(probe, _EXCL, 0o600)); os.unlink(probe)
+    except OSError as e:
+        raise type(e)(e.errno, f"{what} {root} is not writable ({e.strerror}: a read-only file system, a read-only Kaggle "
+                      'input, or no permission). Pass a writable folder as output_dir (on Kaggle: under /kaggle/working).') from None
+    return root
+
+# %% ../nbs/00_env.ipynb #9f86d7c5
+_SAFE = re.compile(r'[^A-Za-z0-9_.-]+')
+RUN_CLAIM = '.claimed'
+
+def _write_claim(path: Path) -> Path:
+    "Create `path/.claimed` exclusively (FileExistsError if it exists) with who claimed the folder and when."
+    fd = os.open(path/RUN_CLAIM, _EXCL, 0o666)
+    with os.fdopen(fd, 'w') as f:
+        json.dump(dict(pid=os.getpid(), host=socket.gethostname(),
+                       claimed=datetime.datetime.now().isoformat(timespec='seconds')), f)
+    return path/RUN_CLAIM
+
+def new_run_dir(root: str | os.PathLike, tag: str = 'run',
+                claim: bool = False,   # also create the claim marker (leave False when another step claims the folder)
+               ) -> Path:
+    "Create and return a new, empty run folder `root/<timestamp>_<tag>[_n]`; never reuses one, even under a race."
+    root = check_output_root(root)
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     stem = f"{stamp}_{_SAFE.sub('-', tag).strip('-.') or 'run'}"
     for n in range(1000):
         path = root/(stem if n == 0 else f'{stem}_{n}')
-        try: path.mkdir(); return path
+        try: path.mkdir()
         except FileExistsError: continue
+        if not claim: return path
+        try: _write_claim(path); return path
+        except FileExistsError: continue      # claimed by an explicit run_dir between our mkdir and our marker
     raise RuntimeError(f'Could not create a new run folder under {root}: 1000 folders named {stem}_* exist.')
 
+# %% ../nbs/00_env.ipynb #3f6612c2
+def claim_run_dir(path: str | os.PathLike,
+                  allow: tuple = ('.ipynb',),   # suffixes of files that may be there already (papermill's executed notebook)
+                 ) -> Path:
+    "Claim `path` as this run's folder, atomically: create it, or take it if empty; refuse one holding a run or another claim."
+    path = Path(path).expanduser()
+    if os.path.lexists(path) and not path.is_dir():
+        raise FileExistsError(f'run_dir {path} already holds a file ({describe_path(path)}). Runs never overwrite each other: '
+                              'pass a new folder, or leave run_dir empty to get a fresh one under output_dir.')
+    if not os.path.lexists(path): check_output_root(path.parent, 'the folder holding run_dir')   # an existing folder: the claim probes it
+    try: path.mkdir()
+    except FileExistsError:
+        others = sorted(p.name for p in path.iterdir() if p.name != RUN_CLAIM and p.suffix not in allow)
+        if others:
+            raise FileExistsError(f'run_dir {path} already holds {others[:5]} (another run?). Runs never overwrite each other: '
+                                  'pass a new folder, or leave run_dir empty to get a fresh one under output_dir.') from None
+    try: _write_claim(path)
+    except FileExistsError:
+        try: who = (path/RUN_CLAIM).read_text()
+        except OSError: who = 'unreadable'
+        raise FileExistsError(f'run_dir {path} is already claimed by another run ({RUN_CLAIM}: {who}). Two runs never share a '
+                              'folder: pass a new folder, or leave run_dir empty to get a fresh one under output_dir.') from None
+    except OSError as e:
+        raise type(e)(e.errno, f'run_dir {path} is not writable ({e.strerror}). Pass a writable folder.') from None
+    return path
+
 # %% ../nbs/00_env.ipynb #f5449bb7
+def _new_temp_file(folder: Path, name: str) -> tuple[int, Path]:
+    "A new file `folder/.name.<random>.tmp` open for writing, made as `open(..., 'x')` makes one (0o666 less the umask)."
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0) | getattr(os, 'O_CLOEXEC', 0)
+    for _ in range(100):
+        tmp = folder/f'.{name}.{secrets.token_hex(6)}.tmp'
+        try: return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError: continue
+    raise FileExistsError(f'Could not create a temporary file beside {folder/name}: 100 random names were taken.')
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    "Write `data` to `path` atomically (temp file in the same folder, fsync, `os.replace`)."
+    "Write `data` to `path` atomically (temp file in the same folder, fsync, `os.replace`), mode 0o666 less the umask."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    fd, tmp = _new_temp_file(path.parent, path.name)
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data); f.flush(); os.fsync(f.fileno())
@@ -141,9 +252,12 @@ def resolve_device(device: str | torch.device | None = 'auto') -> torch.device:
 # %% ../nbs/00_env.ipynb #2a93d919
 from contextlib import contextmanager
 
-def auto_threads(device: torch.device, threads: int = 0) -> int:
-    "Torch CPU threads for a run: `threads` if given, `$OMP_NUM_THREADS`, else the idle cores (at least 1) on the CPU."
-    if threads and threads > 0: return int(threads)
+def auto_threads(device: torch.device, threads: int | None = 0) -> int:
+    "Torch CPU threads for a run: `threads` if given (> 0), `$OMP_NUM_THREADS`, else the idle cores (at least 1) on the CPU."
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0):
+        raise ValueError(f'threads={threads!r}: expected 0 (auto: the idle cores, or $OMP_NUM_THREADS when set) or a positive '
+                         'whole number of CPU threads.')
+    if threads: return int(threads)
     if torch.device(device).type != 'cpu': return torch.get_num_threads()
     if os.environ.get('OMP_NUM_THREADS', '').isdigit(): return max(1, int(os.environ['OMP_NUM_THREADS']))
     busy = os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.0

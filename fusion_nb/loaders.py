@@ -1,4 +1,8 @@
 """Readers for PaySim, IBM AMLworld, IBM AMLSim and Elliptic files that validate the source format, keep leaks out of the default features and return the canonical `Transactions` table.
+`load_paysim`, `load_amlworld`, `load_amlsim` and `load_elliptic` read each source's real file format,
+check it, and return the canonical `Transactions` table; `sniff_format`, `find_dataset` and `load_dataset`
+find and dispatch a file. Leaky columns (balances, alert ids, account labels) are read but never used as
+features, and every bad value is reported with its file, line and column.
 
 Docs: https://fusion-nb.github.io/fusion_nb/loaders.html.md"""
 
@@ -6,7 +10,7 @@ Docs: https://fusion-nb.github.io/fusion_nb/loaders.html.md"""
 
 # %% ../nbs/01b_loaders.ipynb #41ac48c2
 from __future__ import annotations
-import csv, gzip, os, warnings
+import csv, gzip, itertools, os, warnings, zlib
 from pathlib import Path
 import numpy as np, pandas as pd
 from . import env
@@ -19,27 +23,99 @@ __all__ = ['PAYSIM_COLUMNS', 'PAYSIM_ALIASES', 'PAYSIM_BALANCES', 'PAYSIM_LEAK_N
            'load_elliptic', 'sniff_format', 'find_dataset', 'load_dataset']
 
 # %% ../nbs/01b_loaders.ipynb #617c41f8
+_HEADER_LIMIT = 1 << 20    # characters: no header of a format we read comes near this
+
+def _check_regular(path) -> None:
+    "Refuse anything but a regular file before opening it (a FIFO would block forever, a device never end)."
+    if not os.path.isfile(path):   # follows links; False for pipes, devices, folders and link loops
+        raise TransactionsError(f'{path} {env.describe_path(path)}. Only regular files are read; pass the data file itself '
+                                '(a CSV or .csv.gz), or move that entry out of the data folder.')
+
 def _is_gzip(path) -> bool:
+    _check_regular(path)
     with open(path, 'rb') as f: return f.read(2) == b'\x1f\x8b'
 
 def read_header(path: str | os.PathLike) -> list[str]:
     "Column names on the first line of CSV `path` (plain or gzip), as written, duplicates kept."
     gz = _is_gzip(path)
     try:
-        with (gzip.open if gz else open)(path, 'rt', encoding='utf-8-sig', newline='') as f: line = f.readline()
-    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as err:
-        with open(path, 'rb') as f: start = f.read(8)
-        raise TransactionsError(f'{path} is not a {"gzip-compressed " if gz else ""}UTF-8 text CSV ({type(err).__name__}; the file starts '
-                                f'with bytes {start!r}: a pickle, .npz, spreadsheet or other binary file, or a truncated download). '
-                                'It was not read any further. Pass the original CSV (plain or .csv.gz).') from None
-    return [c.strip() for c in next(csv.reader([line]), [])]
+        with (gzip.open if gz else open)(path, 'rt', encoding='utf-8-sig', newline='') as f: line = f.readline(_HEADER_LIMIT)
+    except UnicodeDecodeError as err: raise _encoding_error(path, gz, err) from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err: raise _gzip_error(path, err) from None
+    if len(line) >= _HEADER_LIMIT and not line.endswith('\n'):
+        raise TransactionsError(f'{path}, line 1: longer than {_HEADER_LIMIT:,} characters, so it is not a header line (a file '
+                                'without line breaks, or not a CSV). Pass the original CSV (plain or .csv.gz).')
+    try: return [c.strip() for c in next(csv.reader([line]), [])]
+    except csv.Error as err:
+        raise TransactionsError(f'{path}, line 1 (the header) is not valid CSV: {err} (a field of over 131,072 characters, or '
+                                'binary data). Check that this is the data file and that its first line is the header.') from None
+
+# %% ../nbs/01b_loaders.ipynb #1de2263f
+_BINARY_MAGIC = (b'\x80', b'PK\x03\x04', b'\x93NUMPY', b'\xd0\xcf\x11\xe0', b'%PDF', b'\x89HDF', b'BZh', b'\xfd7zXZ', b'(\xb5/\xfd')
+
+def _first_non_utf8(path, gz: bool) -> tuple[int, int, int] | None:
+    "(line, byte offset, byte) of the first byte of `path` (decompressed) that is not UTF-8, or None if there is none."
+    done, line, carry = 0, 1, b''
+    try:
+        with (gzip.open if gz else open)(path, 'rb') as f:
+            while True:
+                chunk = f.read(1 << 20); buf = carry + chunk
+                try: buf.decode('utf-8'); good = len(buf)
+                except UnicodeDecodeError as e:
+                    if not (chunk and e.reason == 'unexpected end of data'):   # not merely a character cut by the chunk end
+                        return line + buf.count(b'\n', 0, e.start), done + e.start, buf[e.start]
+                    good = e.start
+                line += buf.count(b'\n', 0, good); done += good; carry = buf[good:]
+                if not chunk: return None
+    except (OSError, EOFError, zlib.error): return None
+
+def _encoding_error(path, gz: bool, err, fmt: str | None = None) -> TransactionsError:
+    "A clear error for a file that is not UTF-8: binary (a pickle, spreadsheet...) or text in another encoding (which line)."
+    what = f'{fmt} file {path}' if fmt else str(path)
+    with (gzip.open if gz else open)(path, 'rb') as f:
+        try: start = f.read(4096)
+        except (OSError, EOFError, zlib.error): start = b''
+    where = _first_non_utf8(path, gz)
+    if b'\x00' in start or start.startswith(_BINARY_MAGIC) or where is None:
+        return TransactionsError(f'{what} is not a {"gzip-compressed " if gz else ""}UTF-8 text CSV ({type(err).__name__}; the file starts '
+                                 f'with bytes {start[:8]!r}: a pickle, .npz, spreadsheet or other binary file). It was not read any '
+                                 'further. Pass the original CSV (plain or .csv.gz).')
+    line, offset, byte = where
+    return TransactionsError(f'{what} is not UTF-8 text: line {line} (byte offset {offset:,}{" of the decompressed data" if gz else ""}) '
+                             f'holds the byte 0x{byte:02x}, which is not valid UTF-8; the lines before it read fine. The file was '
+                             'probably saved in another encoding (Latin-1 or Windows-1252, as Excel and older exports write). What to '
+                             f'do: re-encode it as UTF-8 (e.g. `iconv -f latin1 -t utf-8 {Path(path).name} > fixed.csv`, or read it '
+                             "with pandas' encoding='latin-1' and write it back with to_csv) and pass the re-encoded file.")
+
+def _gzip_readable(path) -> tuple[int, int]:
+    "(complete lines, bytes) that gzip file `path` decompresses to before its first damage (raw zlib: nothing read is lost)."
+    lines = size = 0
+    inflate, tail = zlib.decompressobj(wbits=31), b''
+    try:
+        with open(path, 'rb') as f:
+            while chunk := f.read(1 << 14):   # small pieces: a failing piece loses only its own output
+                while chunk:
+                    out = inflate.decompress(chunk)
+                    lines += out.count(b'\n'); size += len(out)
+                    chunk = inflate.unused_data if inflate.eof else b''
+                    if inflate.eof: inflate = zlib.decompressobj(wbits=31)   # a file of several gzip members
+    except zlib.error: pass
+    return lines, size
+
+def _gzip_error(path, err, fmt: str | None = None) -> TransactionsError:
+    "A clear error for a damaged or truncated gzip file: what is wrong, how far it decompresses, what to do."
+    lines, size = _gzip_readable(path)
+    what = ('is truncated: the compressed data ends before the gzip end-of-stream marker (an interrupted download or copy)'
+            if isinstance(err, EOFError) else f'is a damaged gzip file ({err}: a corrupted download or disk copy)')
+    return TransactionsError(f'{f"{fmt} file " if fmt else ""}{path} {what}. It decompresses to {lines:,} complete line(s) '
+                             f'({size / 1e6:.1f} MB) before the error shows (the last complete line is line {lines:,}). What to do: '
+                             'download the file again and check its size against the source (`gzip -t FILE` tests a copy).')
 
 # %% ../nbs/01b_loaders.ipynb #db7ceb3f
 def _require_file(path, fmt: str, what: str) -> Path:
     path = Path(path)
     if not path.is_file():
-        where = 'is a folder, not a file' if path.is_dir() else 'does not exist'
-        raise TransactionsError(f'{fmt}: {path} {where}. Expected {what} there; pass the path of that file '
+        raise TransactionsError(f'{fmt}: {path} {env.describe_path(path)}. Expected {what} there; pass the path of that file '
                                 f'(or use `find_dataset` / `load_dataset` to search the data folder and Kaggle inputs).')
     return path
 
@@ -63,6 +139,7 @@ def _bad_value(path, fmt, col, i, value, problem, first_line=2, todo='fix or rem
 def _parse_error(path, dtypes, fmt, read_kw, err, first_line, shown) -> TransactionsError:
     "Find the first value pandas could not parse (column, value, line) after a failed typed read."
     try: raw = pd.read_csv(path, dtype=str, keep_default_na=False, **read_kw)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e: return _gzip_error(path, e, fmt)
     except (ValueError, TypeError, OverflowError) as e:
         return TransactionsError(f'{fmt} file {path} is not a well-formed CSV ({e}). Check that it is the original, complete file: '
                                  'a truncated download, a different delimiter or extra commas give this.')
@@ -86,12 +163,13 @@ def _read_csv(path, dtypes: dict, fmt: str, nrows: int | None = None, names=None
     if nrows is not None and (not isinstance(nrows, (int, np.integer)) or nrows < 1):
         raise TransactionsError(f'nrows must be a positive integer or None, got {nrows!r}.')
     every = names is not None and len(dtypes) == len(names)   # all columns: a row with extra fields is an error
-    kw = dict(usecols=None if every else list(dtypes), nrows=nrows, compression='gzip' if _is_gzip(path) else None)
+    gz = _is_gzip(path)
+    kw = dict(usecols=None if every else list(dtypes), nrows=nrows, compression='gzip' if gz else None)
     if names is not None: kw.update(header=None, names=list(names), skiprows=1 if skip_header else None)
     first_line = 2 if names is None or skip_header else 1
     try: frame = pd.read_csv(path, dtype=dtypes, **kw)
-    except UnicodeDecodeError as err:
-        raise TransactionsError(f'{fmt} file {path} is not a text CSV ({err}). Check that it is the original (unzipped or .gz) CSV.') from err
+    except UnicodeDecodeError as err: raise _encoding_error(path, gz, err, fmt) from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err: raise _gzip_error(path, err, fmt) from None
     except (ValueError, TypeError, OverflowError) as err:
         raise _parse_error(path, dtypes, fmt, kw, err, first_line, shown or {}) from err
     if len(frame) == 0:
@@ -139,6 +217,38 @@ def _check_unique(ids: pd.Series, path, fmt: str, col: str, first_line: int = 2)
         raise _bad_value(path, fmt, col, i, ids.iloc[i], f'{int(dup.sum())} duplicate id(s); ids must be unique', first_line,
                          todo='remove the duplicated rows (or check that two files were not concatenated)')
 
+# %% ../nbs/01b_loaders.ipynb #38916532
+_NULL_VARIANTS = frozenset({v for t in _NA_TEXT for v in (t, t.lower(), t.title())} | {' ', '  ', '\t'})
+
+def _missing_mask(values: pd.Series) -> np.ndarray:
+    "True where a required text value is missing: empty or blank, or a null marker such as NULL, NaN, None, N/A."
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        null_category = pd.Series(values.cat.categories.astype(str)).str.strip().str.upper().isin(_NA_TEXT).to_numpy()
+        return np.append(null_category, True)[values.cat.codes.to_numpy()]   # code -1 (pandas' NaN) picks the final True
+    return (values.isna() | values.isin(_NULL_VARIANTS)).to_numpy()
+
+def _raw_field(path, line: int, position: int) -> str | None:
+    "Field `position` of line `line` of `path` exactly as written (to show a value pandas turned into NaN); None if unreadable."
+    try:
+        with (gzip.open if _is_gzip(path) else open)(path, 'rt', encoding='utf-8-sig', errors='replace', newline='') as f:
+            text = next(itertools.islice(f, line - 1, None), None)
+        fields = next(csv.reader([text]), []) if text is not None else []
+        return fields[position] if position < len(fields) else None
+    except (OSError, EOFError, zlib.error, csv.Error, TransactionsError): return None
+
+def _check_required(raw: pd.DataFrame, required: dict, path, fmt: str, first_line: int = 2) -> None:
+    "Refuse a missing value in a required text column; `required` maps column -> (header name, position in the line, what it is)."
+    for col, (name, position, what) in required.items():
+        bad = _missing_mask(raw[col])
+        if not bad.any(): continue
+        i = int(np.flatnonzero(bad)[0])
+        value = _raw_field(path, _line(i, first_line), position)
+        raise _bad_value(path, fmt, f'{name} (column {position + 1})', i, '' if value is None else value,
+                         f'{int(bad.sum())} {what}(s) are missing (empty, or a null marker such as NULL, NaN, None, N/A)',
+                         first_line,
+                         todo=f'every row needs its {what}: fill it in or remove those rows, or check that the file is '
+                              'the original, complete export')
+
 # %% ../nbs/01b_loaders.ipynb #daf1f57a
 PAYSIM_COLUMNS = ('step', 'type', 'amount', 'nameOrig', 'oldbalanceOrg', 'newbalanceOrig', 'nameDest',
                   'oldbalanceDest', 'newbalanceDest', 'isFraud', 'isFlaggedFraud')
@@ -167,6 +277,8 @@ def load_paysim(path: str | os.PathLike, nrows: int | None = None, include_balan
     if not set(names.values()) <= set(header): _check_header(path, header, PAYSIM_COLUMNS, fmt)
     raw = _read_csv(path, {names[c]: _PAYSIM_DTYPES[c] for c in PAYSIM_COLUMNS}, fmt, nrows=nrows)
     raw.columns = [{v: k for k, v in names.items()}[c] for c in raw.columns]
+    _check_required(raw, {c: (names[c], header.index(names[c]), what) for c, what in
+                          (('nameOrig', 'account name'), ('nameDest', 'account name'), ('type', 'transaction type'))}, path, fmt)
     _check_amounts(raw['amount'], path, fmt, names['amount'])
     label = _map_classes(raw['isFraud'], {'0': 0, '1': 1}, path, fmt, names['isFraud'])
     src, dst, accounts = encode_accounts(raw['nameOrig'].to_numpy(), raw['nameDest'].to_numpy())
@@ -220,9 +332,9 @@ def load_amlworld(path: str | os.PathLike, nrows: int | None = None) -> Transact
         raise TransactionsError(f'{fmt} file {path} has header `{",".join(header[:20])}`; expected exactly `{",".join(AMLWORLD_HEADER)}` '
                                 '(11 columns, `Account` twice: sender then receiver). Check that this is an AMLworld *_Trans.csv file.')
     raw = _read_csv(path, _AMLWORLD_DTYPES, fmt, nrows=nrows, names=_AMLWORLD_NAMES, shown=dict(zip(_AMLWORLD_NAMES, AMLWORLD_HEADER)))
-    for col, name in (('from_bank', 'From Bank'), ('from_account', 'Account'), ('to_bank', 'To Bank'), ('to_account', 'Account')):
-        missing = raw[col].isna().to_numpy()
-        if missing.any(): raise _bad_value(path, fmt, name, np.flatnonzero(missing)[0], '', 'account identity is missing')
+    what = dict(from_bank='bank', from_account='account', to_bank='bank', to_account='account', timestamp='timestamp',
+                receiving_currency='currency', payment_currency='currency', payment_format='payment format')
+    _check_required(raw, {c: (AMLWORLD_HEADER[_AMLWORLD_NAMES.index(c)], _AMLWORLD_NAMES.index(c), w) for c, w in what.items()}, path, fmt)
     _check_amounts(raw['amount_paid'], path, fmt, 'Amount Paid')
     _check_amounts(raw['amount_received'], path, fmt, 'Amount Received')
     label = _map_classes(raw['is_laundering'], {'0': 0, '1': 1}, path, fmt, 'Is Laundering')
@@ -252,17 +364,17 @@ def load_amlsim(path_or_dir: str | os.PathLike, nrows: int | None = None) -> Tra
     "Read AMLSim's `transactions.csv(.gz)` (a file, or the folder holding it) into `Transactions`."
     fmt, path = 'IBM AMLSim', Path(path_or_dir)
     if path.is_dir():
-        found = [path/n for n in AMLSIM_FILES if (path/n).is_file()]
+        found = [path/n for n in AMLSIM_FILES if os.path.lexists(path/n)]   # a pipe or broken link is named, not skipped
         if not found: raise TransactionsError(f'{fmt}: folder {path} holds none of {list(AMLSIM_FILES)}. Put the converter output '
                                               f'`transactions.csv` (or .csv.gz) there, or pass the file path.')
         path = found[0]
     path = _require_file(path, fmt, f'AMLSim transactions.csv(.gz) with header `{",".join(AMLSIM_COLUMNS)}`')
-    _check_header(path, read_header(path), AMLSIM_COLUMNS, fmt)
+    header = read_header(path)
+    _check_header(path, header, AMLSIM_COLUMNS, fmt)
     raw = _read_csv(path, _AMLSIM_DTYPES, fmt, nrows=nrows)
     _check_unique(raw['tran_id'], path, fmt, 'tran_id')
-    for col in ('orig_acct', 'bene_acct'):
-        missing = raw[col].isna().to_numpy()
-        if missing.any(): raise _bad_value(path, fmt, col, np.flatnonzero(missing)[0], '', 'account id is missing')
+    _check_required(raw, {c: (c, header.index(c), w) for c, w in (('orig_acct', 'account id'), ('bene_acct', 'account id'),
+                          ('tx_type', 'transaction type'), ('tran_timestamp', 'timestamp'), ('is_sar', 'label'))}, path, fmt)
     _check_amounts(raw['base_amt'], path, fmt, 'base_amt')
     label = _map_classes(raw['is_sar'], {'true': 1, 'false': 0, '1': 1, '0': 0}, path, fmt, 'is_sar')
     time, start = _hours_since_first(raw['tran_timestamp'], None, path, fmt, 'tran_timestamp')
@@ -284,7 +396,7 @@ _ELLIPTIC_CLASSES = {'1': 1, '2': 0, 'unknown': -1}
 
 def _elliptic_file(folder: Path, key: str) -> Path:
     for name in (ELLIPTIC_FILES[key], ELLIPTIC_FILES[key] + '.gz'):
-        if (folder/name).is_file(): return folder/name
+        if os.path.lexists(folder/name): return _require_file(folder/name, 'Elliptic', f'the Kaggle file {ELLIPTIC_FILES[key]}')
     raise TransactionsError(f'Elliptic: {folder/ELLIPTIC_FILES[key]} does not exist. Expected the three Kaggle files '
                             f'{list(ELLIPTIC_FILES.values())} together in one folder; pass that folder.')
 
@@ -313,8 +425,10 @@ def _elliptic_features(path: Path, nrows: int | None, fmt: str = 'Elliptic') -> 
 
 def _elliptic_labels(path: Path, tx_index: pd.Index, complete: bool, fmt: str = 'Elliptic') -> np.ndarray:
     "Label per transaction of `tx_index` from the classes file (1 illicit, 0 licit, -1 unknown); -2 where a transaction has no row."
-    _check_header(path, read_header(path), ('txId', 'class'), fmt)
+    header = read_header(path)
+    _check_header(path, header, ('txId', 'class'), fmt)
     classes = _read_csv(path, {'txId': 'int64', 'class': 'category'}, fmt)
+    _check_required(classes, {'class': ('class', header.index('class'), 'class label')}, path, fmt)
     _check_unique(classes['txId'], path, fmt, 'txId')
     class_label = _map_classes(classes['class'], _ELLIPTIC_CLASSES, path, fmt, 'class')
     pos = tx_index.get_indexer(classes['txId'].to_numpy())
@@ -344,6 +458,9 @@ def load_elliptic(folder: str | os.PathLike, nrows: int | None = None) -> Transa
     "Read the three Elliptic CSVs in `folder` (or next to a given file) into `Transactions` with the transaction graph."
     folder = Path(folder)
     if folder.is_file(): folder = folder.parent
+    elif os.path.lexists(folder) and not folder.is_dir():   # a pipe or a link loop; a missing folder names the missing file
+        raise TransactionsError(f'Elliptic: {folder} {env.describe_path(folder)}. Expected a folder holding the three Kaggle files '
+                                f'{list(ELLIPTIC_FILES.values())}; pass that folder.')
     paths = {k: _elliptic_file(folder, k) for k in ELLIPTIC_FILES}
     feats, line0 = _elliptic_features(paths['features'], nrows)
     tx_index = pd.Index(feats['txId'].to_numpy())
@@ -398,11 +515,11 @@ def _check_kind(kind: str) -> str:
     return k
 
 def _csv_files(root: Path) -> list[Path]:
-    "Every .csv / .csv.gz under `root`, at most `_MAX_DEPTH` folders down, sorted."
+    "Every regular .csv / .csv.gz file under `root`, at most `_MAX_DEPTH` folders down, sorted (pipes are never opened)."
     found, base = [], len(root.parts)
     for dirpath, dirnames, filenames in os.walk(root):
         if len(Path(dirpath).parts) - base >= _MAX_DEPTH: dirnames[:] = []
-        found += [Path(dirpath)/f for f in filenames if f.endswith(('.csv', '.csv.gz'))]
+        found += [Path(dirpath)/f for f in filenames if f.endswith(('.csv', '.csv.gz')) and os.path.isfile(os.path.join(dirpath, f))]
     return sorted(found)
 
 def _search(root: Path, kind: str) -> Path | None:
@@ -423,8 +540,8 @@ def find_dataset(kind: str, data_dir: str | os.PathLike | None = None) -> Path:
         if not Path(root).is_dir(): continue
         hit = _search(Path(root), kind)
         if hit is not None: return hit.parent if kind == 'elliptic' else hit
-    state = lambda r: 'searched' if r.is_dir() else f'a file, but not {kind} data' if r.is_file() else 'does not exist'
-    looked = '; '.join(f'{Path(r).resolve()} ({state(Path(r))})' for r in roots)
+    state = lambda r: 'searched' if r.is_dir() else f'a file, but not {kind} data' if r.is_file() else env.describe_path(r)
+    looked = '; '.join(f'{env.safe_resolve(r)} ({state(Path(r))})' for r in roots)
     raise TransactionsError(f'No {kind} data found. Looked (up to {_MAX_DEPTH} folders deep) in: {looked}. Put {_WHAT[kind]} '
                             'in the data folder (or set $FUSION_NB_DATA / pass data_path), or on Kaggle add the dataset as an input.')
 
@@ -433,6 +550,9 @@ def load_dataset(kind: str, data_path: str | os.PathLike | None = None, nrows: i
     "Find and load a `kind` dataset ('paysim', 'ibm_aml', 'amlsim', 'elliptic') as `Transactions`."
     kind = _check_kind(kind)
     given = Path(data_path).expanduser() if data_path not in (None, '') else None
+    if given is not None and os.path.lexists(given) and not (given.is_file() or given.is_dir()):
+        raise TransactionsError(f'{kind}: data_path {given} {env.describe_path(given)}. Pass the data file, or the folder '
+                                'holding it.')
     path = given if given is not None and given.is_file() else find_dataset(kind, given)
     if kind == 'elliptic': return load_elliptic(path, nrows=nrows, **kw)
     if kind == 'paysim': return load_paysim(path, nrows=nrows, **kw)

@@ -1,4 +1,7 @@
 """Mini-batches of a graph too large for full-batch training: PyG's `NeighborSampler` (inside `NeighborLoader` / `LinkNeighborLoader`), with a vectorised pure-torch sampling core where PyG's compiled one is not installed.
+`neighbor_sampler` gives PyG's `NeighborLoader`/`LinkNeighborLoader` a sampler for graphs whose full-batch
+pass does not fit in memory: PyG's compiled one when `pyg-lib` is installed, otherwise
+`TorchNeighborSampler`, a vectorised pure-torch kernel tested inside both loaders.
 
 Docs: https://fusion-nb.github.io/fusion_nb/sampling.html.md"""
 

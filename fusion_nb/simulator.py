@@ -1,4 +1,8 @@
 """The embedded default data: a seeded, vectorised, account-based simulator whose fraud is visible to the graph view or to the sequence view, and never to a single raw column.
+`simulate_transactions` generates the default data set: customers and merchants with regular histories,
+graph-visible typologies (mule rings, cycles, scatter-gather) and sequence-visible ones (account
+takeovers, spending sprees), seeded and vectorised. `to_paysim_csv` writes it in PaySim's format so the
+real-data readers can be tested on it.
 
 Docs: https://fusion-nb.github.io/fusion_nb/simulator.html.md"""
 

@@ -1,4 +1,7 @@
 """Train, validation and test by time, one split name per transaction, and the rules that keep every later label out of everything a model learns from.
+`temporal_split` cuts transactions into train, validation and test by time, and
+`visible_mask`/`check_split` state which rows and labels each stage may see. Elliptic gets its own split
+by time step (`elliptic_split`), with test periods before and after the dark-market shutdown.
 
 Docs: https://fusion-nb.github.io/fusion_nb/splits.html.md"""
 

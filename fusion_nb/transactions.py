@@ -1,4 +1,8 @@
 """One canonical table that every source (simulator, PaySim, IBM AML, AMLSim, Elliptic) is mapped to, and that everything downstream reads.
+`Transactions` is the contract between the readers and the two views: one row per transaction with
+`tx_id`, `time`, `src`, `dst`, `amount`, `type` and `label`, plus source-specific extras.
+`Transactions.from_frame` checks types, ids and values by column and id, and `encode_accounts` turns
+account names into integer codes that are join keys only.
 
 Docs: https://fusion-nb.github.io/fusion_nb/transactions.html.md"""
 
@@ -133,8 +137,13 @@ class Transactions:
 
 # %% ../nbs/01_transactions.ipynb #66c60998
 def encode_accounts(src_names, dst_names) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "Dense int64 codes for sender and receiver names (one code per distinct name) and the names by code."
+    "Dense int64 codes for sender and receiver names (one code per distinct name) and the names by code; a missing name is an error."
     src_names, dst_names = np.asarray(src_names), np.asarray(dst_names)
     codes, names = pd.factorize(np.concatenate([src_names, dst_names]), sort=False)
     n = len(src_names)
+    if (codes < 0).any():   # pandas codes a missing name (None, NaN) as -1, which the table reads as "no account"
+        i = int(np.flatnonzero(codes < 0)[0])
+        side, row = ('sender', i) if i < n else ('receiver', i - n)
+        raise TransactionsError(f'{int((codes < 0).sum())} account name(s) are missing (None or NaN), first the {side} of row {row}. '
+                                'Every transaction needs both account names: fix or drop those rows before encoding.')
     return codes[:n].astype(np.int64), codes[n:].astype(np.int64), np.asarray(names, dtype=object)
