@@ -164,7 +164,7 @@ def build_parser(specs: dict | None = None,
         formatter_class=fmt, epilog=_RUN_EPILOG,
         description='Execute the run notebook (nbs/run.ipynb) with papermill into a new run folder. The options below are '
                     "the notebook's parameters; omitted ones keep the notebook's defaults.")
-    run.add_argument('--no-progress', action='store_true', help="hide papermill's cell progress bar")
+    run.add_argument('--no-progress', action='store_true', help="don't stream the run's progress lines (one per stage and model)")
     add_parameter_options(run, specs, title='notebook parameters (from the parameters cell of nbs/run.ipynb)')
 
     sweep = commands.add_parser('sweep', help='run models x seeds in parallel and write a leaderboard', allow_abbrev=False,
@@ -220,7 +220,7 @@ def _prepare_run_dir(params: dict, tag: str = 'run') -> Path:
     from fusion_nb.env import output_root, new_run_dir
     return new_run_dir(output_root(params.get('output_dir') or None), tag).resolve()
 
-def execute_run(params: dict, notebook=None, progress_bar: bool = False) -> Path:
+def execute_run(params: dict, notebook=None, progress: bool = False) -> Path:
     "Execute the run notebook with `params` into a new run folder (run.ipynb beside results.json); return the folder."
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -232,7 +232,8 @@ def execute_run(params: dict, notebook=None, progress_bar: bool = False) -> Path
     run_dir = _prepare_run_dir(params, tag='-'.join(heads) if len(heads) < 4 else 'all')
     params = {**params, 'run_dir': str(run_dir)}
     try:
-        papermill.execute_notebook(str(notebook), str(run_dir / 'run.ipynb'), parameters=params, progress_bar=progress_bar)
+        streams = dict(stdout_file=sys.stdout, stderr_file=sys.stderr) if progress else {}   # the notebook's own lines, live
+        papermill.execute_notebook(str(notebook), str(run_dir / 'run.ipynb'), parameters=params, progress_bar=False, **streams)
     except PapermillExecutionError as e:
         error_file = run_dir / 'error.txt'
         if not (e.ename == 'RunNotFinished' and error_file.is_file()):   # else the run's end wrote it, with how to finish
@@ -242,20 +243,20 @@ def execute_run(params: dict, notebook=None, progress_bar: bool = False) -> Path
     return run_dir
 
 # %% ../nbs/11_cli.ipynb #8f3cfe3b
-def _print_results(run_dir: Path) -> None:
-    "Print a finished run's test metrics table, then what it concluded: `fusion_nb.experiment.run_digest` of its results.json."
+def _print_results(run_dir: Path, digest: bool = True) -> None:
+    "Print a finished run's test metrics table, then (if `digest`) what it concluded: `fusion_nb.experiment.run_digest`."
     from fusion_nb.schema import load_results
     from fusion_nb.report import results_table
     from fusion_nb.experiment import run_digest
     results = load_results(run_dir)
     table = results_table(results)
     print(table[['views', 'average_precision', 'roc_auc', 'f1', 'threshold']].round(4).to_string())
-    print(f'\n{run_digest(results)}')
+    if digest: print(f'\n{run_digest(results)}')
 
 def _run(args) -> int:
     "`fusion-nb run`: execute the notebook, print the metrics, the run's digest (stage times, verdict) and the run folder."
-    run_dir = execute_run(given_parameters(args), progress_bar=not args.no_progress)
-    _print_results(run_dir)
+    run_dir = execute_run(given_parameters(args), progress=not args.no_progress)
+    _print_results(run_dir, digest=args.no_progress)          # a streamed run printed its digest in its last cell
     print(f'run folder: {run_dir}')
     return 0
 
