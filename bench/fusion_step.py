@@ -1,4 +1,4 @@
-"""(a) Fusion training step: the seed's per-sample Dataset + DataLoader loop vs fusion_nb.train.fit, and scoring.
+"""(a) Fusion training step: the legacy notebooks' per-sample Dataset + DataLoader loop vs fusion_nb.train.fit, and scoring.
 
 Same head, same data, same batch size and epochs for both loops; prints samples/s of each, the speed-up,
 this machine's fp32 matmul rate measured in the same run (matrices shaped like the head's Linear layers,
@@ -20,22 +20,22 @@ SCORE_TARGET = 200_000          # transactions/s on CPU
 def add_args(ap):
     g = ap.add_argument_group('(a) fusion training step')
     g.add_argument('--rows', type=int, default=None, help='training rows (default 200000; --quick 50000)')
-    g.add_argument('--batch-sizes', type=int, nargs='+', default=[256, 1024], help='batch sizes (the seed used 256)')
+    g.add_argument('--batch-sizes', type=int, nargs='+', default=[256, 1024], help='batch sizes (the legacy notebooks used 256)')
     g.add_argument('--hidden-dims', type=int, nargs='+', default=None,
-                   help='head widths (default 64 = our experiment default and 256 = the seed; --quick 64)')
+                   help='head widths (default 64 = our experiment default and 256 as in the legacy notebooks; --quick 64)')
     g.add_argument('--model', default='Gated', help='fusion head (Simple|Attention|Gated|CrossModal)')
     g.add_argument('--emb-dim', type=int, default=32, help='width of each view (ViewsConfig.emb_dim default)')
     g.add_argument('--epochs', type=int, default=None, help='epochs per loop (default 2; --quick 1)')
     g.add_argument('--score-rows', type=int, default=None, help='rows scored by predict_proba (default 1000000; --quick 200000)')
 
 
-# --- the seed notebook's training code, kept as it was (per-sample Dataset, DataLoader, per-batch .item()/.cpu()) ---
-def _seed_classes():
+# --- the legacy notebooks' training code, kept as it was (per-sample Dataset, DataLoader, per-batch .item()/.cpu()) ---
+def _legacy_classes():
     import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
     from torch.utils.data import Dataset
 
     class FusionDataset(Dataset):
-        "The seed's dataset: one (gnn, seq, label) triple per __getitem__ call."
+        "The legacy notebooks' dataset: one (gnn, seq, label) triple per __getitem__ call."
         def __init__(self, gnn, seq, labels):
             self.gnn, self.seq, self.labels = torch.FloatTensor(gnn), torch.FloatTensor(seq), torch.LongTensor(labels)
         def __len__(self): return len(self.labels)
@@ -45,7 +45,7 @@ def _seed_classes():
             return torch.FloatTensor(w / w.sum() * len(w))
 
     class FocalLoss(nn.Module):
-        "The seed's focal loss (class weights inside the cross-entropy)."
+        "The legacy notebooks' focal loss (class weights inside the cross-entropy)."
         def __init__(self, alpha=None, gamma=2.0):
             super().__init__(); self.alpha, self.gamma = alpha, gamma
         def forward(self, inputs, targets):
@@ -55,12 +55,12 @@ def _seed_classes():
     return FusionDataset, FocalLoss
 
 
-def seed_style_fit(head, train, val, batch_size, epochs, device):
-    "The seed's train_fusion_model loop (train_epoch + evaluate per epoch), minus its tqdm bars and printing."
+def legacy_fit(head, train, val, batch_size, epochs, device):
+    "The legacy notebooks' train_fusion_model loop (train_epoch + evaluate per epoch), minus its tqdm bars and printing."
     import numpy as np, torch, torch.nn.functional as F
     from torch.utils.data import DataLoader
     from sklearn.metrics import accuracy_score, precision_score, recall_score, f1_score, roc_auc_score, average_precision_score
-    FusionDataset, FocalLoss = _seed_classes()
+    FusionDataset, FocalLoss = _legacy_classes()
     pin = device.type == 'cuda'
     train_ds, val_ds = FusionDataset(*train), FusionDataset(*val)
     train_loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True, num_workers=0, pin_memory=pin)
@@ -162,7 +162,7 @@ def run(args, out) -> list[str]:
                 (rng.random(n) < 0.03).astype(np.int64))
     train, val = views(rows), views(2048)
     warm = views(4096)                # first calls pay for lazy initialisation (CUDA context, cuBLAS, autocast): not timed
-    seed_style_fit(build_head(args.model, args.emb_dim, args.emb_dim, hidden_dim=64).to(device), warm, val, 1024, 1, device)
+    legacy_fit(build_head(args.model, args.emb_dim, args.emb_dim, hidden_dim=64).to(device), warm, val, 1024, 1, device)
     fit(build_head(args.model, args.emb_dim, args.emb_dim, hidden_dim=64), warm, val, TrainConfig(epochs=1, batch_size=1024, device=str(device)))
     sq_size, sq_rate = square_rate(device)
     matmul = [dict(shape=f'square {sq_size}x{sq_size}x{sq_size}', device=str(device), gflops=sq_rate)]
@@ -174,11 +174,11 @@ def run(args, out) -> list[str]:
             layer_rate = head_matmul_rate(shapes, bs, device)
             matmul.append(dict(shape=f'{args.model} h{hidden} layers @ batch {bs}', device=str(device), gflops=layer_rate))
             result = {}
-            for loop in ('seed-style DataLoader', 'fusion_nb fit'):
+            for loop in ('legacy DataLoader', 'fusion_nb fit'):
                 seed_everything(0)
                 head = build_head(args.model, args.emb_dim, args.emb_dim, hidden_dim=hidden, dropout=0.3).to(device)
                 t0 = time.perf_counter()
-                if loop.startswith('seed'): seed_style_fit(head, train, val, bs, epochs, device)
+                if loop.startswith('legacy'): legacy_fit(head, train, val, bs, epochs, device)
                 else:
                     cfg = TrainConfig(epochs=epochs, batch_size=bs, patience=epochs + 1, device=str(device))
                     fit(head, train, val, cfg); common.sync(device)
@@ -190,8 +190,8 @@ def run(args, out) -> list[str]:
                                      flops_per_sample=fps, gflops=round(rate * fps / 1e9, 2),
                                      pct_of_square_mm=round(100 * rate * fps / 1e9 / sq_rate, 1),
                                      pct_of_layer_mm=round(100 * rate * fps / 1e9 / layer_rate, 1)))
-                if not loop.startswith('seed'): trained[hidden] = head
-            training[-1]['speedup'] = round(result['fusion_nb fit'] / result['seed-style DataLoader'], 2)
+                if not loop.startswith('legacy'): trained[hidden] = head
+            training[-1]['speedup'] = round(result['fusion_nb fit'] / result['legacy DataLoader'], 2)
             training[-2]['speedup'] = 1.0
         # on an accelerator, also score on its host CPU (first head width only: wide heads are slow there)
         score_devices = [device] + ([torch.device('cpu')] if device.type != 'cpu' and hidden == hidden_dims[0] else [])
@@ -208,7 +208,7 @@ def run(args, out) -> list[str]:
                                     meets=(rate >= SCORE_TARGET) if dev.type == 'cpu' else ''))
         trained[hidden] = trained[hidden].to(device)
     plot(training, scoring, out / 'a_fusion_step.png')
-    texts = [common.report('(a) fusion training step: seed-style DataLoader vs fusion_nb fit', training,
+    texts = [common.report('(a) fusion training step: legacy DataLoader vs fusion_nb fit', training,
                            ['loop', 'device', 'hidden', 'batch', 'seconds', 'samples_per_s', 'speedup', 'flops_per_sample',
                             'gflops', 'pct_of_square_mm', 'pct_of_layer_mm'],
                            [f'{rows:,} training rows x {epochs} epoch(s), {args.model} head, views {args.emb_dim}+{args.emb_dim} wide, '
@@ -230,9 +230,9 @@ def run(args, out) -> list[str]:
 def plot(training, scoring, path):
     plt = common.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    labels = [f"h{r['hidden']} b{r['batch']}" for r in training if r['loop'].startswith('seed')]
+    labels = [f"h{r['hidden']} b{r['batch']}" for r in training if r['loop'].startswith('legacy')]
     x = range(len(labels))
-    for j, loop in enumerate(('seed-style DataLoader', 'fusion_nb fit')):
+    for j, loop in enumerate(('legacy DataLoader', 'fusion_nb fit')):
         vals = [r['samples_per_s'] for r in training if r['loop'] == loop]
         axes[0].bar([i + 0.4 * j for i in x], vals, width=0.4, label=loop)
     axes[0].set_xticks([i + 0.2 for i in x], labels); axes[0].set_ylabel('training samples/s'); axes[0].legend()

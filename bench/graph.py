@@ -20,7 +20,7 @@ def add_args(ap):
     g = ap.add_argument_group('(c) graph build and GNN epochs')
     g.add_argument('--graph-sizes', type=int, nargs='+', default=None, help='transactions (default 100000 300000 1000000; --quick 30000 100000)')
     g.add_argument('--gnn-presets', nargs='+', default=None,
-                   help='GNN presets (default HybridGNN_L2_H64 = ours and HybridGNN_L4_H320 = the seed; --quick the first)')
+                   help='GNN presets (default HybridGNN_L2_H64 = ours and HybridGNN_L4_H320 as in the legacy notebooks; --quick the first)')
     g.add_argument('--gnn-bench-epochs', type=int, default=3, help='training epochs timed per size (default 3)')
     g.add_argument('--fanout', type=int, default=10, help='sampled training: neighbours per node at every hop (default 10)')
     g.add_argument('--sampled-batch', type=int, default=4096, help='sampled training: transactions per mini-batch (default 4096)')
@@ -31,13 +31,17 @@ def add_args(ap):
 
 def run(args, out) -> list[str]:
     import numpy as np, torch
+    from itertools import islice
+    from torch_geometric.loader import LinkNeighborLoader
+    from fusion_nb.env import resolve_device
     from fusion_nb.simulator import simulate_transactions
     from fusion_nb.views import default_split
-    from itertools import islice
-    from fusion_nb.graph_view import (build_account_graph, graph_inputs, train_gnn_encoder, graph_embeddings, _gnn_device, gnn_config,
-                                      sampling_graph, visible_graph, edge_features, _sampled_batches, _loss_rows)
+    from fusion_nb.graph_view import (build_account_graph, graph_inputs, train_gnn_encoder, graph_embeddings, gnn_config,
+                                      sampling_graph, visible_graph, edge_features)
     from fusion_nb.sampling import neighbor_sampler
-    device = _gnn_device(args.device)
+    device = resolve_device(args.device)
+    if device.type == 'mps':
+        raise ValueError('bench/graph.py: the graph encoder has no MPS path (it falls back to the CPU); pass --device cpu or cuda.')
     sizes = args.graph_sizes or ([30_000, 100_000] if args.quick else [100_000, 300_000, 1_000_000])
     presets = args.gnn_presets or (['HybridGNN_L2_H64'] if args.quick else ['HybridGNN_L2_H64', 'HybridGNN_L4_H320'])
     results = []
@@ -64,12 +68,15 @@ def run(args, out) -> list[str]:
                 _, sampled = train_gnn_encoder(tx, split, preset=preset, emb_dim=32, epochs=1, lr=5e-3, device=device, progress=False,
                                                fanout=fan, batch_size=args.sampled_batch, max_loss_rows=steps * args.sampled_batch)
             step_s = sampled['seconds'][0] / timed_steps
+            epoch_steps = -(-min(encoder.meta['train_rows'], 262_144) // args.sampled_batch)
+            # the subgraphs the sampler hands the encoder: PyG's LinkNeighborLoader with fusion_nb's sampler, seeded by the
+            # first train transactions (sender and receiver), as train_gnn_encoder(fanout=...) loads them
             train_graph = sampling_graph(visible_graph(tx, split, 'train', edge_features(tx)))
-            loss_rows = _loss_rows(tx.frame['label'].to_numpy(), split)
-            epoch_steps = -(-min(len(loss_rows), 262_144) // args.sampled_batch)
-            batches = islice(_sampled_batches(tx, 'account', train_graph, neighbor_sampler(train_graph, fan, seed=0), fan,
-                                              loss_rows, args.sampled_batch), 3)
-            sub_nodes = float(np.mean([b.num_nodes for b, _, _ in batches]))
+            first = np.flatnonzero(split == 'train')[:3 * args.sampled_batch]
+            ends = torch.from_numpy(np.stack([tx.frame['src'].to_numpy()[first], tx.frame['dst'].to_numpy()[first]]))
+            loader = LinkNeighborLoader(train_graph, fan, edge_label_index=ends, batch_size=args.sampled_batch,
+                                        neighbor_sampler=neighbor_sampler(train_graph, fan, seed=0))
+            sub_nodes = float(np.mean([b.num_nodes for b in islice(loader, 3)]))
             results.append(dict(transactions=n, nodes=nodes, edges=edges, train_edges=train_edges, preset=preset, device=str(device),
                                 build_s=round(build_s, 3), build_edges_per_s=round(edges / build_s),
                                 inputs_s=round(inputs_s, 3), epoch_s=round(epoch_s, 3), epoch_edges_per_s=round(train_edges / epoch_s),

@@ -1,8 +1,9 @@
 """(d) The whole pipeline vs size: simulate -> split -> views -> fusion head -> scoring, wall time per stage and peak RSS.
 
-Each size runs in its own child process (so peak memory does not mix between sizes), which calls the stage
-functions of `fusion_nb.views.build_views` directly (in its order: histories, sequence view, graph view) with
-few encoder epochs, then fits a Gated fusion head and scores the test split. The child logs each stage as it
+Each size runs in its own child process (so peak memory does not mix between sizes), which builds the two
+views with `fusion_nb.views.build_views` (uncached, `ViewsConfig` defaults but few encoder epochs) and reports
+its own per-stage times (`store.meta['timings']`: histories, sequence encoder, graph encoder; the join of the
+two views is the rest), then fits a Gated fusion head and scores the test split. The child logs each stage as it
 finishes, so a size that runs out of time or memory still reports the stages it completed and the one it was
 in; stages it did not reach are extrapolated linearly from the largest completed size (marked `~`).
 Peak RSS is the child's VmHWM (Linux /proc: the high-water mark of its resident memory since exec; ru_maxrss
@@ -20,7 +21,9 @@ from pathlib import Path
 import common
 
 TARGET_S, TARGET_GIB = 30 * 60, 12.0
-STAGES = ('simulate', 'split', 'histories', 'seq_train', 'seq_embed', 'gnn_train', 'gnn_embed', 'align', 'head_fit', 'score')
+STAGES = ('simulate', 'split', 'views', 'head_fit', 'score')
+# build_views' own timings (store.meta['timings']), shown under `views`; the join is the rest of its time
+VIEW_PARTS = {'histories_s': 'histories', 'sequence_s': 'sequence encoder', 'graph_s': 'graph encoder'}
 
 
 def add_args(ap):
@@ -69,13 +72,10 @@ def _peak_mb() -> float:
 def child(args):
     "Run every stage for `args.child` transactions, appending one JSON line per stage start and end to `args.events`."
     common.pin_threads(args.threads)
-    import numpy as np
     from sklearn.metrics import average_precision_score
     from fusion_nb.env import resolve_device
     from fusion_nb.simulator import simulate_transactions
-    from fusion_nb.views import default_split, _labelled_store
-    from fusion_nb.sequence_view import build_histories, train_sequence_encoder, sequence_embeddings
-    from fusion_nb.graph_view import train_gnn_encoder, graph_embeddings
+    from fusion_nb.views import ViewsConfig, build_views, default_split
     from fusion_nb.fusion import build_head
     from fusion_nb.train import TrainConfig, fit, predict_proba
     n, device = args.child, str(resolve_device(args.device))
@@ -93,23 +93,12 @@ def child(args):
         state['tx'] = simulate_transactions(n_transactions=n, seed=0)
         return dict(accounts=int(state['tx'].n_accounts), fraud_rate=round(float(state['tx'].fraud_rate), 4))
     def split(): state['split'] = default_split(state['tx'])
-    def histories(): state['hist'] = build_histories(state['tx'], k=16)
-    def seq_train():
-        r = train_sequence_encoder(state['tx'], state['hist'], state['split'], preset='BiLSTM_Attention', emb_dim=32,
-                                   epochs=args.seq_epochs, hidden=32, batch_size=1024, seed=0, device=device,
-                                   max_train_rows=200_000, progress=False)
-        state['seq'] = r
-        return dict(val_ap=None if r.best_val_ap is None else round(float(r.best_val_ap), 4))
-    def seq_embed(): state['seq_emb'] = sequence_embeddings(state['seq'].encoder, state['tx'], state['hist'], state['seq'].features, device=device)
-    def gnn_train():
-        state['gnn'], hist = train_gnn_encoder(state['tx'], state['split'], preset='HybridGNN_L2_H64', emb_dim=32, epochs=args.gnn_epochs,
-                                               lr=5e-3, seed=0, device=device, progress=False)
-        return dict(epoch_s=round(float(np.median(hist['seconds'])), 3))
-    def gnn_embed(): state['gnn_emb'] = graph_embeddings(state['gnn'], state['tx'], state['split'], device=device)
-    def align():                                     # build_views' own join of the labelled rows (embeddings uncopied)
-        state['store'] = _labelled_store(state['tx'], state['split'], state['gnn_emb'], state['seq_emb'],
-                                         meta=dict(source='synthetic'), where=f'bench {n}')
-        for key in ('hist', 'seq_emb', 'gnn_emb'): state.pop(key)
+    def views():                                     # the library's one path from transactions to the aligned store
+        config = ViewsConfig(gnn_epochs=args.gnn_epochs, seq_epochs=args.seq_epochs, device=device)
+        state['store'] = store = build_views(state['tx'], state['split'], config, cache_dir=None, progress=False)
+        seq_ap = store.meta['encoder_train'].get('seq_best_val_ap')
+        return dict(timings=store.meta['timings'], seq_val_ap=None if seq_ap is None else round(float(seq_ap), 4),
+                    config={k: v for k, v in config.key().items() if k != 'seed'})
     def head_fit():
         store = state['store']
         train, val = store.split_arrays('train'), store.split_arrays('val')
@@ -123,7 +112,7 @@ def child(args):
         t0 = time.perf_counter(); p = predict_proba(state['head'], gnn, seq, device=device); secs = time.perf_counter() - t0
         return dict(test_rows=int(len(label)), tx_per_s=round(len(label) / secs), test_ap=round(float(average_precision_score(label, p)), 4))
 
-    for name, fn in zip(STAGES, (simulate, split, histories, seq_train, seq_embed, gnn_train, gnn_embed, align, head_fit, score)):
+    for name, fn in zip(STAGES, (simulate, split, views, head_fit, score)):
         stage(name, fn)
     log(event='done')
 
@@ -196,6 +185,7 @@ def run(args, out) -> list[str]:
             row[c] = (f'{e["seconds"]:.1f}' if e else f'~{r["projected"][stage]:.0f}' if stage in r['projected'] else '-') + \
                      ('*' if stage == r['running'] else '')
         pivot.append(row)
+        if stage == 'views': pivot += view_parts(runs, cols)
     def total(r):
         measured = sum(e['seconds'] for e in r['stages'].values())
         return f'{measured:.0f}' + (f' (~{measured + sum(r["projected"].values()):.0f} all)' if r['projected'] else '')
@@ -207,15 +197,16 @@ def run(args, out) -> list[str]:
         stg = r['stages']
         if 'score' in stg: print(f"[pipeline] {r['size']:,}: head fit {stg['head_fit'].get('samples_per_s', 0):,} samples/s, "
                                  f"scoring {stg['score']['tx_per_s']:,} tx/s, test AP {stg['score']['test_ap']}, "
-                                 f"seq val AP {stg['seq_train'].get('val_ap')}")
+                                 f"seq val AP {stg['views'].get('seq_val_ap')}")
     from fusion_nb.env import atomic_write_text
     import csv, io
     buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=['size', 'stage', 'seconds', 'rss_mb', 'peak_rss_mb', 'measured', 'extra'])
     w.writeheader(); w.writerows(long_rows); atomic_write_text(out / 'd_pipeline_long.csv', buf.getvalue())
     plot(runs, out / 'd_pipeline.png')
     notes = [f'seconds per stage; * = the stage running when the size was stopped; ~ = not reached, extrapolated linearly from the largest '
-             f'size that finished it. Settings: seq encoder BiLSTM_Attention hidden 32, {args.seq_epochs} epoch(s) on <= 200,000 train rows; '
-             f'GNN HybridGNN_L2_H64, {args.gnn_epochs} epochs; Gated head hidden 64, {args.head_epochs} epochs, batch 1024; emb 32+32; '
+             f'size that finished it. The indented rows are build_views\' own timings (store.meta[\'timings\']); join = the rest of '
+             f'views. Settings: ViewsConfig defaults with {args.seq_epochs} sequence and {args.gnn_epochs} GNN epoch(s) '
+             f'({views_settings(runs)}); Gated head hidden 64, {args.head_epochs} epochs, batch 1024; '
              f'device {args.device}, threads={args.threads}; each size in its own process.',
              f'Target: the 6,360,000-row pipeline within {TARGET_S // 60} min and {TARGET_GIB:g} GiB '
              f'(limits of this run: {args.pipeline_timeout:.0f} s, {args.mem_limit_gb:g} GiB per size).']
@@ -224,6 +215,26 @@ def run(args, out) -> list[str]:
             ok = r['status'] == 'ok' and r['wall_s'] <= TARGET_S and r['peak_gib'] <= TARGET_GIB
             notes.append(f'{r["size"]:,} rows: {"target met" if ok else "target MISSED"} ({r["status"]}, {r["wall_s"]:.0f} s, {r["peak_gib"]:.2f} GiB peak).')
     return [common.report('(d) whole pipeline: seconds per stage and peak RSS vs size', pivot, ['stage'] + cols, notes, out, 'd_pipeline')]
+
+
+def view_parts(runs, cols) -> list[dict]:
+    "Rows of the pivot under `views`: build_views' own stage timings, and the join as the rest of its time."
+    rows = []
+    for key, label in [*VIEW_PARTS.items(), ('join', 'join')]:
+        row = dict(stage=f'  {label}')
+        for c, r in zip(cols, runs):
+            e = r['stages'].get('views')
+            if e is None: row[c] = '-'; continue
+            t = e.get('timings', {})
+            row[c] = f"{t[key]:.1f}" if key in t else f"{e['seconds'] - sum(t.get(k, 0) for k in VIEW_PARTS):.1f}"
+        rows.append(row)
+    return rows
+
+
+def views_settings(runs) -> str:
+    "The ViewsConfig a finished size used (from its views stage), as `name=value` pairs."
+    config = next((r['stages']['views'].get('config') for r in runs if 'views' in r['stages']), None)
+    return ', '.join(f'{k}={v}' for k, v in config.items()) if config else 'no size finished the views'
 
 
 def plot(runs, path):

@@ -1,8 +1,8 @@
 """`fusion-nb run` executes `nbs/run.ipynb` into a new run folder, `fusion-nb sweep` runs models x seeds in parallel and ranks them, `fusion-nb report` re-renders a run's plots from its `results.json`, `fusion-nb kaggle-bundle` writes a folder for `kaggle kernels push`.
-The `fusion-nb` command: `run` executes the run notebook into a new run folder and prints its verdict,
-`sweep` runs models and seeds in parallel and ranks them, `report` re-renders a run, `kaggle-bundle`
-writes a folder ready for `kaggle kernels push`. Its options are read from the run notebook's parameters
-cell, and `--help` imports nothing heavy.
+The `fusion-nb` command only builds its parser and dispatches: `run` calls `fusion_nb.runner.execute_run`,
+`sweep` calls `fusion_nb.sweep.execute_sweep`, `report` calls `fusion_nb.report.rerender_report`, and
+`kaggle-bundle` calls `fusion_nb.kaggle.build_bundle`. Its options are read from the run notebook's
+parameters cell, and `--help` imports nothing heavy.
 
 Docs: https://fusion-nb.github.io/fusion_nb/cli.html.md"""
 
@@ -10,71 +10,17 @@ Docs: https://fusion-nb.github.io/fusion_nb/cli.html.md"""
 
 # %% ../nbs/11_cli.ipynb #c4e00303
 from __future__ import annotations
-import argparse, ast, json, os, re, subprocess, sys, time
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+import argparse, sys
 from pathlib import Path
 import fusion_nb
+from .runner import find_run_notebook, run_notebook, RunNotebookMissing, notebook_parameters
+from .runner import parse_bool, parameter_type, execute_run, RunFailed
+from .sweep import execute_sweep, leaderboard_markdown
 
 # %% auto #0
-__all__ = ['LEADERBOARD_METRICS', 'find_run_notebook', 'run_notebook', 'notebook_parameters', 'parse_bool',
-           'add_parameter_options', 'given_parameters', 'build_parser', 'RunFailed', 'execute_run', 'SweepRun',
-           'sweep_runs', 'leaderboard', 'leaderboard_markdown', 'plot_leaderboard', 'write_leaderboard',
-           'execute_sweep', 'main']
-
-# %% ../nbs/11_cli.ipynb #4d5d5e32
-def find_run_notebook(package_dir=None) -> Path | None:
-    "The run notebook: the checkout's `nbs/run.ipynb` beside the package, else the copy shipped in it; None if neither exists."
-    package = Path(package_dir or Path(fusion_nb.__file__).parent).resolve()
-    checkout = package.parent / 'nbs' / 'run.ipynb'
-    if checkout.is_file() and (package.parent / 'pyproject.toml').is_file(): return checkout
-    packaged = package / 'run.ipynb'
-    return packaged if packaged.is_file() else None
-
-def run_notebook() -> Path:
-    "The run notebook (see `find_run_notebook`), or an error saying where it was looked for and what to do."
-    path = find_run_notebook()
-    if path is None:
-        package = Path(fusion_nb.__file__).resolve().parent
-        raise FileNotFoundError(
-            f'fusion-nb run and sweep execute the run notebook, but neither a checkout\'s {package.parent / "nbs" / "run.ipynb"} '
-            f'nor the copy shipped in the package, {package / "run.ipynb"}, exists. Reinstall fusion_nb (in a clone: '
-            'pip install -e .), or run a copy of nbs/run.ipynb yourself with papermill.')
-    return path
+__all__ = ['add_parameter_options', 'given_parameters', 'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #0b992bc5
-# papermill's PythonTranslator.PARAMETER_PATTERN: `name: type = value  # help`
-_PARAMETER = re.compile(r"^(?P<target>\w[\w_]*)\s*(:\s*[\"']?(?P<annotation>\w[\w_\[\],\s]*)[\"']?\s*)?=\s*(?P<value>.*?)"
-                        r"(\s*#\s*(type:\s*(?P<type_comment>[^\s]*)\s*)?(?P<help>.*))?$")
-
-def notebook_parameters(notebook=None) -> dict[str, dict]:
-    "The run notebook's `parameters` cell as `papermill.inspect_notebook` reads it: {name: {name, inferred_type_name, default, help}}."
-    cells = json.loads(Path(notebook or run_notebook()).read_text(encoding='utf-8'))['cells']
-    source = next((c['source'] for c in cells if 'parameters' in c.get('metadata', {}).get('tags', [])), '')
-    specs = {}
-    for line in ''.join(source).splitlines():
-        line = line.strip()
-        if not line or line.startswith('#') or line.count('=') != 1: continue   # papermill skips these too
-        match = _PARAMETER.match(line)
-        if match is None: continue
-        m = match.groupdict()
-        specs[m['target']] = dict(name=m['target'], inferred_type_name=str(m['annotation'] or m['type_comment'] or None).strip(),
-                                  default=m['value'].strip(), help=(m['help'] or '').strip())
-    return specs
-
-def parse_bool(text) -> bool:
-    "`true/false`, `yes/no`, `on/off` or `1/0` (any case) as a bool."
-    value = str(text).strip().lower()
-    if value in ('1', 'true', 'yes', 'y', 'on'): return True
-    if value in ('0', 'false', 'no', 'n', 'off'): return False
-    raise argparse.ArgumentTypeError(f'expected a boolean (true/false, yes/no, 1/0), got {text!r}')
-
-def _literal(text):
-    "A value of an untyped parameter: a Python literal if it parses as one, else the string."
-    try: return ast.literal_eval(text)
-    except (ValueError, SyntaxError): return text
-
-_TYPES = {'int': int, 'float': float, 'str': str, 'bool': parse_bool}
 _DEST = 'nb__'          # argparse destinations of notebook parameters start with this
 
 def add_parameter_options(parser: argparse.ArgumentParser, specs: dict, skip=(), title='notebook parameters') -> None:
@@ -91,7 +37,7 @@ def add_parameter_options(parser: argparse.ArgumentParser, specs: dict, skip=(),
             group.add_argument('--no-' + flag[2:], dest=_DEST + name, action='store_false', default=argparse.SUPPRESS,
                                help=f'same as {flag} false')
         else:
-            group.add_argument(flag, dest=_DEST + name, type=_TYPES.get(kind, _literal), default=argparse.SUPPRESS,
+            group.add_argument(flag, dest=_DEST + name, type=parameter_type(spec), default=argparse.SUPPRESS,
                                metavar=name.upper(), help=text)
 
 def given_parameters(args: argparse.Namespace) -> dict:
@@ -201,47 +147,6 @@ def build_parser(specs: dict | None = None,
     kaggle.add_argument('--wheels-dataset', metavar='OWNER/SLUG', help='the companion wheel dataset (default: <owner>/fusion-nb-wheels)')
     return parser
 
-# %% ../nbs/11_cli.ipynb #2c7fb183
-class RunFailed(RuntimeError):
-    "A papermill run that raised in the notebook; `run_dir` holds run.ipynb (with the failing cell) and error.txt."
-    def __init__(self, message: str, run_dir: Path, error_file: Path):
-        super().__init__(message)
-        self.run_dir, self.error_file = run_dir, error_file
-
-def _prepare_run_dir(params: dict, tag: str = 'run') -> Path:
-    "`params['run_dir']` if it is new or empty, else a new folder under `output_root(params['output_dir'])`."
-    if params.get('run_dir'):
-        path = Path(params['run_dir']).expanduser()
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise FileExistsError(f'run_dir {path} is not an empty folder; runs never overwrite each other: pass a new folder '
-                                  'or leave --run-dir out to get a fresh one under --output-dir.')
-        path.mkdir(parents=True, exist_ok=True)
-        return path.resolve()
-    from fusion_nb.env import output_root, new_run_dir
-    return new_run_dir(output_root(params.get('output_dir') or None), tag).resolve()
-
-def execute_run(params: dict, notebook=None, progress: bool = False) -> Path:
-    "Execute the run notebook with `params` into a new run folder (run.ipynb beside results.json); return the folder."
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-    from fusion_nb.env import atomic_write_text
-    from fusion_nb.fusion import resolve_models
-    notebook = Path(notebook or run_notebook())
-    model = params.get('model') or _literal(notebook_parameters(notebook).get('model', {}).get('default') or "'run'")
-    heads = resolve_models(model)                                   # fail before making a folder
-    run_dir = _prepare_run_dir(params, tag='-'.join(heads) if len(heads) < 4 else 'all')
-    params = {**params, 'run_dir': str(run_dir)}
-    try:
-        streams = dict(stdout_file=sys.stdout, stderr_file=sys.stderr) if progress else {}   # the notebook's own lines, live
-        papermill.execute_notebook(str(notebook), str(run_dir / 'run.ipynb'), parameters=params, progress_bar=False, **streams)
-    except PapermillExecutionError as e:
-        error_file = run_dir / 'error.txt'
-        if not (e.ename == 'RunNotFinished' and error_file.is_file()):   # else the run's end wrote it, with how to finish
-            error_file = atomic_write_text(error_file, f'{e.ename}: {e.evalue}\n{e}')
-        raise RunFailed(f'The run failed in cell [{e.exec_count}] with {e.ename}: {e.evalue}\n'
-                        f'See {run_dir / "run.ipynb"} (the failing cell) and {error_file}.', run_dir, error_file) from None
-    return run_dir
-
 # %% ../nbs/11_cli.ipynb #8f3cfe3b
 def _print_results(run_dir: Path, digest: bool = True) -> None:
     "Print a finished run's test metrics table, then (if `digest`) what it concluded: `fusion_nb.experiment.run_digest`."
@@ -260,157 +165,7 @@ def _run(args) -> int:
     print(f'run folder: {run_dir}')
     return 0
 
-# %% ../nbs/11_cli.ipynb #40f00d79
-@dataclass
-class SweepRun:
-    "One (model, seed) run of a sweep and how it ended."
-    head: str
-    seed: int
-    name: str
-    run_dir: Path
-    log: Path
-    returncode: int | None = None
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool: return self.returncode == 0 and (self.run_dir / 'results.json').is_file()
-
-    @property
-    def error_file(self) -> Path:
-        "error.txt of the run if the notebook raised, else its console log."
-        return self.run_dir / 'error.txt' if (self.run_dir / 'error.txt').is_file() else self.log
-
-def _as_flags(params: dict) -> list[str]:
-    "Notebook parameters as `fusion-nb run` options (`--name=value`, so values may start with a dash)."
-    text = lambda v: ('true' if v else 'false') if isinstance(v, bool) else str(v)
-    return [f"--{name.replace('_', '-')}={text(value)}" for name, value in params.items()]
-
-def sweep_runs(sweep_dir: Path, heads: list[str], seeds: list[int]) -> list[SweepRun]:
-    "The runs of a sweep, one per (head, seed), with their folders and logs under `sweep_dir`."
-    return [SweepRun(head, seed, f'{head}_seed{seed}', sweep_dir / f'{head}_seed{seed}', sweep_dir / 'logs' / f'{head}_seed{seed}.log')
-            for head in heads for seed in seeds]
-
-def _launch(run: SweepRun, params: dict, env: dict) -> SweepRun:
-    "Run one `fusion-nb run` in a child process, its console output in `run.log` (logs/<model>_seed<seed>.log)."
-    run.log.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, '-m', 'fusion_nb.cli', 'run', '--no-progress', f'--model={run.head}', f'--seed={run.seed}', '--seeds=1',
-            f'--run-dir={run.run_dir}', *_as_flags(params)]
-    started = time.time()
-    with open(run.log, 'w') as log:
-        run.returncode = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
-    run.seconds = time.time() - started
-    return run
-
-# %% ../nbs/11_cli.ipynb #1d7aec12
-LEADERBOARD_METRICS = {'average_precision': 'AP', 'roc_auc': 'ROC-AUC', 'f1': 'F1'}
-_BOARD_COLUMNS = ['model', 'head', 'views', 'n_seeds', 'seeds', *(f'{k}_{s}' for k in LEADERBOARD_METRICS for s in ('mean', 'std'))]
-
-def leaderboard(results_list: list[dict]) -> pd.DataFrame:
-    "Model x seeds over runs: mean and sample std (0 for one seed) of test AP, ROC-AUC and F1 per model key, best AP first."
-    import numpy as np, pandas as pd
-    rows = [dict(model=key, head=m['head'], views=m['views'], seed=record['seed'], run=results['run']['name'],
-                 data=results['dataset'].get('fingerprint'), **{k: record['test'][k] for k in LEADERBOARD_METRICS})
-            for results in results_list for key, m in results['models'].items() for record in m['per_seed']]
-    if not rows: return pd.DataFrame(columns=_BOARD_COLUMNS).set_index('model')
-    # a model fitted again on the same data with the same seed (the trees of every run in a sweep) counts once
-    per_seed = (pd.DataFrame(rows).drop_duplicates(['model', 'seed', 'data'])
-                .astype({k: float for k in LEADERBOARD_METRICS}))
-    out = []
-    for model, group in per_seed.groupby('model', sort=False):
-        row = dict(model=model, head=group['head'].iloc[0], views=group['views'].iloc[0], n_seeds=len(group),
-                   seeds=' '.join(str(s) for s in sorted(group['seed'])))
-        for k in LEADERBOARD_METRICS:
-            values = group[k].dropna()
-            row[f'{k}_mean'] = values.mean() if len(values) else np.nan
-            row[f'{k}_std'] = values.std(ddof=1) if len(values) > 1 else (0.0 if len(values) else np.nan)
-        out.append(row)
-    return (pd.DataFrame(out).sort_values('average_precision_mean', ascending=False, na_position='last', kind='stable')
-            .set_index('model'))
-
-# %% ../nbs/11_cli.ipynb #ff685588
-def _markdown_table(frame: pd.DataFrame) -> str:
-    "A GitHub markdown table of `frame` (index included), without the optional `tabulate` dependency."
-    frame = frame.reset_index()
-    lines = ['| ' + ' | '.join(map(str, frame.columns)) + ' |', '|' + '---|' * len(frame.columns)]
-    lines += ['| ' + ' | '.join(str(v) for v in row) + ' |' for row in frame.itertuples(index=False)]
-    return '\n'.join(lines)
-
-def _mean_pm_std(mean, std) -> str:
-    return 'n/a' if mean is None or mean != mean else f'{mean:.4f} ± {std:.4f}'
-
-def leaderboard_markdown(board: pd.DataFrame, failed: list[SweepRun] = (), title: str = 'Sweep leaderboard') -> str:
-    "The leaderboard as markdown: mean ± sample std over seeds per model, then any failed runs with their error files."
-    import pandas as pd
-    shown = pd.DataFrame({'views': board['views'], 'seeds': board['n_seeds']}, index=board.index)
-    for k, label in LEADERBOARD_METRICS.items():
-        shown[label] = [_mean_pm_std(m, s) for m, s in zip(board[f'{k}_mean'], board[f'{k}_std'])]
-    text = (f'# {title}\n\nTest metrics at the validation-tuned threshold: mean ± sample std over seeds, '
-            f'best average precision (AP) first.\n\n' + (f'{_markdown_table(shown)}\n' if len(board) else 'No run finished.\n'))
-    if failed:
-        text += '\n## Failed runs\n\n' + '\n'.join(f'- {r.name} (exit {r.returncode}): {r.error_file}' for r in failed) + '\n'
-    return text
-
-def plot_leaderboard(board: pd.DataFrame):
-    "Horizontal bars of mean test AP, ROC-AUC and F1 per model with the std over seeds as error bars."
-    import numpy as np, matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(LEADERBOARD_METRICS), figsize=(4 * len(LEADERBOARD_METRICS), 0.45 * len(board) + 1.6),
-                             sharey=True, squeeze=False)
-    y = np.arange(len(board))[::-1]                     # best model on top
-    for ax, (k, label) in zip(axes[0], LEADERBOARD_METRICS.items()):
-        mean, std = board[f'{k}_mean'].to_numpy(float), board[f'{k}_std'].to_numpy(float)
-        ax.barh(y, np.nan_to_num(mean), xerr=np.nan_to_num(std), color='tab:blue', alpha=0.8, capsize=3)
-        for yi, m in zip(y, mean):
-            if np.isnan(m): ax.text(0.02, yi, 'n/a', va='center', fontsize=8)
-        ax.set_xlim(0, 1.05); ax.set_title(f'test {label}'); ax.grid(axis='x', alpha=0.3)
-    axes[0, 0].set_yticks(y, board.index)
-    fig.suptitle('mean ± std over seeds'); fig.tight_layout()
-    return fig
-
-def write_leaderboard(sweep_dir, board: pd.DataFrame, failed: list[SweepRun] = ()) -> dict:
-    "Write leaderboard.csv, .md and .png into `sweep_dir` (atomically); return their paths."
-    import matplotlib.pyplot as plt
-    from fusion_nb.env import atomic_write_text
-    from fusion_nb.report import save_figure
-    sweep_dir = Path(sweep_dir)
-    paths = dict(csv=atomic_write_text(sweep_dir / 'leaderboard.csv', board.to_csv()),
-                 md=atomic_write_text(sweep_dir / 'leaderboard.md', leaderboard_markdown(board, failed, f'Sweep {sweep_dir.name}')))
-    if len(board):
-        fig = plot_leaderboard(board); paths['png'] = save_figure(fig, sweep_dir / 'leaderboard.png'); plt.close(fig)
-    return paths
-
-# %% ../nbs/11_cli.ipynb #8c544b50
-def execute_sweep(heads: list[str], seeds: list[int], params: dict, jobs: int = 1, output_dir=None, echo=None) -> tuple[Path, pd.DataFrame, list[SweepRun]]:
-    "Run every (head, seed) with `params` in `jobs` parallel processes; write the leaderboard; return (sweep folder, leaderboard, failed runs)."
-    from fusion_nb.env import output_root, new_run_dir, atomic_write_text
-    from fusion_nb.schema import load_results
-    from fusion_nb.fusion import resolve_models
-    echo = echo or (lambda text: print(text, flush=True))
-    heads = resolve_models(','.join(heads))                       # 'all', aliases and case resolved; a typo fails here
-    seeds = list(dict.fromkeys(int(s) for s in seeds))
-    jobs = max(1, min(int(jobs), len(heads) * len(seeds)))
-    run_notebook()                                                # fail here, not in every child
-    root = output_root(output_dir).resolve()
-    sweep_dir = new_run_dir(root, 'sweep')
-    params = {**params, 'output_dir': str(root)}                  # caches (e.g. built views) go where the user said
-    env = dict(os.environ)
-    if jobs > 1 and 'OMP_NUM_THREADS' not in env: env['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) // jobs))
-    runs = sweep_runs(sweep_dir, heads, seeds)
-    echo(f'sweep folder: {sweep_dir}\n{len(runs)} runs ({len(heads)} models x {len(seeds)} seeds), {jobs} at a time')
-    with ThreadPoolExecutor(max_workers=jobs) as pool:            # threads only wait; each run is its own process
-        futures = [pool.submit(_launch, run, params, env) for run in runs]
-        for done, future in enumerate(as_completed(futures), 1):
-            run = future.result()
-            echo(f'[{done}/{len(runs)}] {run.name}: ' + (f'ok ({run.seconds:.0f} s)' if run.ok else f'FAILED, see {run.error_file}'))
-    failed, results = [r for r in runs if not r.ok], []
-    for run in runs:
-        if not run.ok: continue
-        try: results.append(load_results(run.run_dir))
-        except (OSError, ValueError) as e:                       # a results.json that breaks the schema counts as a failure
-            atomic_write_text(run.run_dir / 'error.txt', str(e)); failed.append(run)
-    board = leaderboard(results)
-    write_leaderboard(sweep_dir, board, failed)
-    return sweep_dir, board, failed
-
+# %% ../nbs/11_cli.ipynb #8984ed5f
 def _sweep(args) -> int:
     "`fusion-nb sweep`: run every (model, seed), print the leaderboard and the sweep folder; status 1 if a run failed."
     sweep_dir, board, failed = execute_sweep(args.models, args.seeds, given_parameters(args), jobs=args.jobs, output_dir=args.output_dir)
@@ -460,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     notebook = find_run_notebook()
     wants_help = any(a in ('-h', '--help', '--version') for a in argv)
     if notebook is None and argv and argv[0] in ('run', 'sweep') and not wants_help:
-        try: run_notebook()
-        except FileNotFoundError as e: print(f'fusion-nb {argv[0]}: error: {e}', file=sys.stderr); return 2
+        print(f'fusion-nb {argv[0]}: error: {RunNotebookMissing()}', file=sys.stderr); return 2
     accelerators = _kaggle_accelerators() if argv[:1] == ['kaggle-bundle'] else None
     args = build_parser(notebook_parameters(notebook) if notebook else {}, accelerators).parse_args(argv)
     try: return _COMMANDS[args.command](args)

@@ -10,8 +10,8 @@ Docs: https://fusion-nb.github.io/fusion_nb/distributed.html.md"""
 # %% ../nbs/07a_distributed.ipynb #3eb7529e
 from __future__ import annotations
 
-import argparse, json, os, sys, time
-from dataclasses import asdict, replace
+import argparse, dataclasses, inspect, json, os, re, sys, time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +21,8 @@ import torch.distributed as dist
 from .env import RUN_CLAIM, atomic_write_text, claim_run_dir, describe_path, resolve_device
 
 # %% auto #0
-__all__ = ['init_distributed', 'close_distributed', 'build_parser', 'main', 'main_head', 'build_views_parser', 'probe_ap',
-           'main_views']
+__all__ = ['HEAD_OPTIONS', 'VIEWS_OPTIONS', 'init_distributed', 'close_distributed', 'add_config_options', 'build_parser', 'main',
+           'main_head', 'build_views_parser', 'probe_ap', 'main_views']
 
 # %% ../nbs/07a_distributed.ipynb #ec779bb2
 def init_distributed(backend: str | None = None) -> tuple[int, int, torch.device]:
@@ -87,9 +87,35 @@ def _release_out(out: Path, created: bool):
         if created: out.rmdir()
 
 # %% ../nbs/07a_distributed.ipynb #9ced4127
+HEAD_OPTIONS = ('model', 'epochs', 'batch_size', 'lr', 'patience', 'focal_gamma', 'hidden_dim', 'dropout', 'seed')
+VIEWS_OPTIONS = ('dataset', 'data_path', 'nrows', 'n_transactions', 'fraud_rate', 'gnn_preset', 'seq_preset', 'gnn_epochs',
+                 'gnn_fanout', 'gnn_batch_size', 'seq_epochs', 'emb_dim', 'history_k', 'seed')
+
+def _field_help(cls) -> dict:
+    "{field: the comment after it} in the source of dataclass `cls` (what `docments` reads, without fastcore)."
+    found = (re.match(r'\s+(\w+)\s*:[^#=]*=[^#]*#\s*(.+)$', line) for line in inspect.getsource(cls).splitlines())
+    return {m[1]: m[2].strip() for m in found if m}
+
+def _flag(text) -> bool:
+    "`true/false`, `yes/no`, `1/0` as a bool."
+    value = str(text).strip().lower()
+    if value not in ('1', 'true', 'yes', '0', 'false', 'no'): raise argparse.ArgumentTypeError(f'expected true or false, got {text!r}')
+    return value in ('1', 'true', 'yes')
+
+def add_config_options(p: argparse.ArgumentParser, names, notes: dict | None = None) -> argparse.ArgumentParser:
+    "One option per `ExperimentConfig` field in `names` (`--batch-size`), with the field's type, default and comment."
+    from fusion_nb.experiment import ExperimentConfig
+    fields, helps = {f.name: f for f in dataclasses.fields(ExperimentConfig)}, _field_help(ExperimentConfig)
+    for name in names:
+        kind = str(fields[name].type).split('|')[0].strip()
+        text = '; '.join(filter(None, (helps.get(name), (notes or {}).get(name)))).replace('%', '%%')
+        p.add_argument('--' + name.replace('_', '-'), type=dict(int=int, float=float, bool=_flag).get(kind, str),
+                       default=fields[name].default, metavar=kind.upper(), help=f'{text} (default: %(default)s)')
+    return p
+
+# %% ../nbs/07a_distributed.ipynb #a13f0001
 def _launch_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    "The options both commands share: seed, process-group backend, device."
-    p.add_argument('--seed', type=int, default=0)
+    "The options both commands share that are not settings of the run: process-group backend, device."
     p.add_argument('--backend', default=None, help='gloo|nccl (default: nccl on CUDA, gloo on CPU)')
     p.add_argument('--device', default=None, help="override the device (default: this rank's GPU, else cpu)")
     return p
@@ -100,14 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 description='Train one fusion head with DistributedDataParallel on an embedding store '
                                             '(`views` instead of `head` builds that store; see `... views --help`).')
     p.add_argument('--embeddings', required=True, help='embedding store (.npz written by fusion_nb.embeddings.save_embeddings)')
-    p.add_argument('--model', default='Gated', help='fusion head: Simple|Attention|Gated|CrossModal')
     p.add_argument('--out', required=True, help='new (or empty) folder for metrics.json and the checkpoint (written by rank 0)')
-    p.add_argument('--epochs', type=int, default=30)
-    p.add_argument('--batch-size', type=int, default=512, help='global batch: each of W ranks takes batch_size / W rows of it')
-    p.add_argument('--lr', type=float, default=1e-3)
-    p.add_argument('--patience', type=int, default=8)
-    p.add_argument('--hidden-dim', type=int, default=256)
-    p.add_argument('--dropout', type=float, default=0.4)
+    add_config_options(p, HEAD_OPTIONS, notes=dict(model='one head here',
+                                                   batch_size='global: each of W ranks takes batch_size / W rows of it'))
     return _launch_options(p)
 
 def main(argv=None) -> dict | None:
@@ -119,17 +140,16 @@ def main(argv=None) -> dict | None:
 
 # %% ../nbs/07a_distributed.ipynb #16db87d8
 def _check_head_options(args):
-    "Every `head` option checked before a process group, a file or a folder is touched: `(head name, TrainConfig)`."
-    from fusion_nb.fusion import build_head, resolve_models
-    from fusion_nb.train import TrainConfig
-    names = resolve_models(args.model)
+    "Every `head` option checked before a process group, a file or a folder is touched: `(head name, ExperimentConfig)`."
+    from fusion_nb.experiment import ExperimentConfig
+    from fusion_nb.fusion import resolve_models
+    try: config = ExperimentConfig(embeddings=args.embeddings, **{name: getattr(args, name) for name in HEAD_OPTIONS})
+    except ValueError as e: raise SystemExit(str(e)) from None
+    names = resolve_models(config.model)
     if len(names) != 1: raise SystemExit(f"--model {args.model!r} names {len(names)} heads {names}; name one.")
     try:
-        with torch.device('meta'): build_head(names[0], 1, 1, hidden_dim=args.hidden_dim, dropout=args.dropout)   # shapes only
+        with torch.device('meta'): config.head(names[0], 1, 1)   # shapes only
     except ValueError as e: raise SystemExit(f"--hidden-dim {args.hidden_dim} / --dropout {args.dropout}: {e}") from None
-    try: config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                              seed=args.seed, device=args.device or 'cpu')
-    except ValueError as e: raise SystemExit(str(e)) from None
     if not Path(args.embeddings).is_file():
         raise SystemExit(f"--embeddings {args.embeddings}: no such file ({describe_path(args.embeddings)}). Pass the .npz "
                          f"written by `fusion_nb.distributed views` or fusion_nb.embeddings.save_embeddings.")
@@ -139,9 +159,7 @@ def _check_head_options(args):
 def main_head(argv=None) -> dict | None:
     "Train one head with DDP under torchrun (or in one process without it); rank 0 writes `metrics.json` and returns the metrics."
     from fusion_nb.embeddings import load_embeddings
-    from fusion_nb.evaluate import evaluate_scores
-    from fusion_nb.fusion import build_head
-    from fusion_nb.train import fit, predict_proba, seed_everything
+    from fusion_nb.experiment import train_and_score
     args = build_parser().parse_args(argv)
     head_name, config = _check_head_options(args)
     rank, world_size, device = init_distributed(args.backend)
@@ -149,22 +167,16 @@ def main_head(argv=None) -> dict | None:
         out, created = _claim_out(args.out, rank, world_size)
         try:
             store = load_embeddings(args.embeddings)
-            data = {s: store.split_arrays(s) for s in ('train', 'val', 'test')}
-            config = replace(config, device=str(args.device or device))
-            seed_everything(args.seed)
-            head = build_head(head_name, store.gnn_dim, store.seq_dim, hidden_dim=args.hidden_dim, dropout=args.dropout)
-            result = fit(head, data['train'], data['val'], config, checkpoint_path=out / f'{head_name}.pt',
-                         desc=f'{head_name} rank {rank}/{world_size}')
+            train_config = config.train_config(config.seed, str(args.device or device))
+            record, scores = train_and_score(store, head_name, 'both', config, train_config,
+                                             checkpoint_path=out / f'{head_name}.pt', progress=rank == 0)
         except BaseException:
             if rank == 0: _release_out(out, created)
             raise
         if rank != 0: return None
-        p_val = predict_proba(head, *data['val'][:2], device=config.device)
-        p_test = predict_proba(head, *data['test'][:2], device=config.device)
-        metrics = dict(head=head_name, world_size=world_size, backend=dist.get_backend() if world_size > 1 else None,
-                       device=str(device), embeddings=str(args.embeddings), store_fingerprint=store.fingerprint(),
-                       config=asdict(config), train=result.to_dict(),
-                       **evaluate_scores(data['val'][2], p_val, data['test'][2], p_test))
+        metrics = dict(world_size=world_size, backend=dist.get_backend() if world_size > 1 else None, device=str(device),
+                       embeddings=str(args.embeddings), store_fingerprint=store.fingerprint(), config=asdict(train_config),
+                       train=scores['result'].to_dict(), **record)
         atomic_write_text(out / 'metrics.json', json.dumps(metrics, indent=1, default=float))
         return metrics
     finally:
@@ -176,18 +188,8 @@ def build_views_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='torchrun --nproc_per_node=N -m fusion_nb.distributed views',
                                 description='Train the graph and sequence encoders with DistributedDataParallel and write the aligned embedding store.')
     p.add_argument('--out', required=True, help='new (or empty) folder for embeddings.npz and views.json (written by rank 0)')
-    p.add_argument('--dataset', default='synthetic', help='synthetic|paysim|ibm_aml|amlsim|elliptic')
-    p.add_argument('--data-path', default=None, help='file or folder of a real dataset (default: found under the data dir)')
-    p.add_argument('--nrows', type=int, default=None, help='read at most this many rows of a real dataset')
-    p.add_argument('--n-transactions', type=int, default=100_000, help='size of the synthetic log')
-    p.add_argument('--gnn-preset', default='HybridGNN_L2_H64')
-    p.add_argument('--seq-preset', default='BiLSTM_Attention')
-    p.add_argument('--gnn-epochs', type=int, default=100)
-    p.add_argument('--gnn-fanout', default=None, help="sampled mini-batch GNN training, fan-outs per layer, e.g. '15,10' (default: full-batch)")
-    p.add_argument('--gnn-batch-size', type=int, default=4096, help='global batch of transactions per sampled GNN step')
-    p.add_argument('--seq-epochs', type=int, default=2)
-    p.add_argument('--emb-dim', type=int, default=32)
-    p.add_argument('--history-k', type=int, default=16)
+    add_config_options(p, VIEWS_OPTIONS, notes=dict(dataset='a transaction dataset here',
+                                                 gnn_batch_size='global: over all ranks'))
     return _launch_options(p)
 
 def probe_ap(store, view: str) -> float | None:
@@ -207,11 +209,7 @@ def main_views(argv=None) -> dict | None:
     from fusion_nb.experiment import TRANSACTION_DATASETS, ExperimentConfig, load_transactions
     from fusion_nb.views import build_views, default_split
     args = build_views_parser().parse_args(argv)
-    try: config = ExperimentConfig(dataset=args.dataset, data_path=args.data_path, nrows=args.nrows,
-                                   n_transactions=args.n_transactions, gnn_preset=args.gnn_preset, seq_preset=args.seq_preset,
-                                   gnn_epochs=args.gnn_epochs, gnn_fanout=args.gnn_fanout, gnn_batch_size=args.gnn_batch_size,
-                                   seq_epochs=args.seq_epochs, emb_dim=args.emb_dim, history_k=args.history_k,
-                                   seed=args.seed)   # validates every setting
+    try: config = ExperimentConfig(**{name: getattr(args, name) for name in VIEWS_OPTIONS})   # validates every setting
     except (ValueError, OSError) as e: raise SystemExit(f'{type(e).__name__}: {e}') from None
     if config.dataset not in TRANSACTION_DATASETS:
         raise SystemExit(f'--dataset {args.dataset!r}: views are built from transactions ({", ".join(TRANSACTION_DATASETS)}).')

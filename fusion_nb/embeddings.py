@@ -2,7 +2,7 @@
 `EmbeddingStore` holds, for each transaction, its id, split, label, time and its two embeddings, joined by
 id by `align_views`; `save_embeddings`/`load_embeddings` write and read it as an `.npz` without pickle,
 with a content digest, and `validate_store` checks it (a damaged file raises `DamagedStoreError`).
-`import_seed_pickles` reads the legacy notebooks' pickles only on explicit opt-in, through an allow-list
+`import_legacy_pickles` reads the legacy notebooks' pickles only on explicit opt-in, through an allow-list
 unpickler.
 
 Docs: https://fusion-nb.github.io/fusion_nb/embeddings.html.md"""
@@ -32,7 +32,8 @@ from .env import atomic_write_bytes
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'SPLITS', 'EmbeddingFormatError', 'DamagedStoreError', 'EmbeddingStore', 'validate_store',
-           'save_embeddings', 'load_embeddings', 'align_views', 'import_seed_pickles', 'make_demo_embeddings']
+           'save_embeddings', 'load_embeddings', 'align_views', 'import_legacy_pickles', 'import_seed_pickles',
+           'make_demo_embeddings']
 
 # %% ../nbs/05_embeddings.ipynb #0ded0011
 FORMAT_VERSION = 1
@@ -333,7 +334,7 @@ def _read_npz(path: Path, names) -> tuple[dict, list]:
     "The arrays `names` of an `.npz` file (those present) and its other members' names; sizes checked, no pickle."
     if not path.exists():
         raise FileNotFoundError(f'{path}: no such embedding store. Create it with save_embeddings(store, path) '
-                                f'or import seed pickles with import_seed_pickles(...)')
+                                f'or import legacy pickles with import_legacy_pickles(...)')
     with _open_regular(path, 'an embedding store') as f:
         file_size, head = os.fstat(f.fileno()).st_size, f.read(4)
         if file_size == 0: raise DamagedStoreError(f'{path.name}: damaged embedding store: the file is empty (0 bytes). {_DAMAGED_TODO}')
@@ -450,7 +451,7 @@ _SAFE_BUILTINS = ('list', 'dict', 'tuple', 'set', 'frozenset', 'int', 'float', '
 
 
 class _RefusedGlobal(pickle.UnpicklingError):
-    "A seed pickle asked for a global outside the allow-list."
+    "A legacy pickle asked for a global outside the allow-list."
 
 
 class _RefusedBuild(pickle.UnpicklingError):
@@ -462,7 +463,7 @@ def _plain_dtype(dtype) -> np.dtype:
     dtype = np.dtype(dtype)
     fresh = np.dtype(dtype.str) if dtype.kind in 'biufcSUmM' and dtype.fields is None and dtype.subdtype is None else None
     if fresh is None or fresh != dtype or fresh.flags != dtype.flags or fresh.itemsize != dtype.itemsize:
-        raise _RefusedBuild(f'an array or scalar of dtype {dtype} (flags {dtype.flags}): seed embeddings, labels and ids '
+        raise _RefusedBuild(f'an array or scalar of dtype {dtype} (flags {dtype.flags}): legacy embeddings, labels and ids '
                             f'are plain numbers or strings, and object, structured or altered dtypes can crash numpy')
     return dtype
 
@@ -493,7 +494,7 @@ class _NdarrayName:
 _NDARRAY = _NdarrayName()
 
 
-class _SeedArray(np.ndarray):
+class _CheckedArray(np.ndarray):
     "An array being unpickled: its pickled state is checked before numpy copies it in."
     def __setstate__(self, state):
         shape, dtype, data = state[-4], _plain_dtype(state[-3]), state[-1]
@@ -505,7 +506,7 @@ class _SeedArray(np.ndarray):
 
 
 def _allowed_globals() -> dict:
-    "(module, name) -> what the seed-pickle unpickler hands out: containers, numbers, and guarded numpy rebuilders."
+    "(module, name) -> what the legacy-pickle unpickler hands out: containers, numbers, and guarded numpy rebuilders."
     try: from numpy._core import multiarray, numeric   # numpy >= 2
     except ImportError: from numpy.core import multiarray, numeric  # numpy 1.x
     def reconstruct(cls, shape, dtype):   # numpy pickles: an empty ndarray, filled by __setstate__
@@ -513,7 +514,7 @@ def _allowed_globals() -> dict:
         if cls is not _NDARRAY or not empty:
             raise _RefusedBuild(f'`_reconstruct({getattr(cls, "__name__", type(cls).__name__)}, {shape!r}, ...)`: numpy '
                                 f'pickles ask it for an empty ndarray only; this asks for an allocation of any size')
-        return multiarray._reconstruct(_SeedArray, shape, dtype)
+        return multiarray._reconstruct(_CheckedArray, shape, dtype)
     def scalar(dtype, *data):             # numpy pickles: scalar(dtype, its bytes)
         if len(data) != 1 or not isinstance(data[0], (bytes, str)):
             raise _RefusedBuild(f'a numpy scalar of dtype {dtype} without its bytes (numpy would allocate and zero '
@@ -544,27 +545,27 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
                 ' Store plain numpy arrays in plain dicts.' if module.startswith('pandas') else '')
         raise _RefusedGlobal(
             f'{self.source}: refused to load `{module}.{name}`: only numpy arrays and plain containers are allowed '
-            f'when importing seed pickles, and this pickle asks for something else (it could run code).{hint}')
+            f'when importing legacy pickles, and this pickle asks for something else (it could run code).{hint}')
 
 
 def _unpickle_arrays(path: Path):
-    "The payload of seed pickle `path` via the allow-list unpickler; a refusal as is, a damaged file as `EmbeddingFormatError`."
-    with _open_regular(path, 'a seed embeddings pickle') as f:
+    "The payload of legacy pickle `path` via the allow-list unpickler; a refusal as is, a damaged file as `EmbeddingFormatError`."
+    with _open_regular(path, 'a legacy embeddings pickle') as f:
         try: return _ArrayOnlyUnpickler(f, path.name).load()
         except _RefusedGlobal: raise
         except _RefusedBuild as e:
-            raise _RefusedGlobal(f'{path.name}: refused to build {e}. Seed pickles hold plain numeric arrays in plain dicts; '
+            raise _RefusedGlobal(f'{path.name}: refused to build {e}. Legacy pickles hold plain numeric arrays in plain dicts; '
                                  f'this one asks for more (a crafted file?)') from None
         except Exception as e:   # truncated or not a pickle at all: name the file instead of a bare pickle error
             raise EmbeddingFormatError(f'{path.name}: not a readable pickle ({type(e).__name__}: {e}); the file is truncated, corrupt '
-                                       f'or not a seed embeddings pickle. Re-export it from the seed notebook') from None
+                                       f'or not a legacy embeddings pickle. Re-export it from the legacy notebook') from None
 
 # %% ../nbs/05_embeddings.ipynb #2d109160
 def _select_model(payload, requested, view: str, path: Path) -> tuple[str, dict, str | None]:
-    "Pick one model's `{split: {...}}` dict from a seed pickle; return (name, splits, note)."
+    "Pick one model's `{split: {...}}` dict from a legacy pickle; return (name, splits, note)."
     if not isinstance(payload, dict) or not payload:
         raise EmbeddingFormatError(f'{path.name}: expected a non-empty dict {{model_name: {{split: {{"embeddings", "labels"}}}}}}, '
-                                   f'found {type(payload).__name__}. Is this a seed-format {view} embeddings pickle?')
+                                   f'found {type(payload).__name__}. Is this a legacy-format {view} embeddings pickle?')
     if set(SPLITS) <= set(payload) and all(isinstance(payload[s], dict) and 'embeddings' in payload[s] for s in SPLITS):
         payload = {'(unnamed)': payload}  # a single model saved without the model level
     names = list(payload)
@@ -579,13 +580,13 @@ def _select_model(payload, requested, view: str, path: Path) -> tuple[str, dict,
 
 
 def _split_part(splits, split: str, view: str, path: Path) -> dict:
-    "One split's arrays from a seed dict, checked: 2-D embeddings, 1-D binary labels of the same length."
+    "One split's arrays from a legacy dict, checked: 2-D embeddings, 1-D binary labels of the same length."
     part = splits.get(split) if isinstance(splits, dict) else None
     if not isinstance(part, dict) or 'embeddings' not in part or 'labels' not in part:
         found = sorted(splits) if isinstance(splits, dict) else type(splits).__name__
         raise EmbeddingFormatError(f"{path.name}: {view} split {split!r} must be a dict with 'embeddings' and 'labels' "
                                    f"(found {found if part is None else sorted(part) if isinstance(part, dict) else type(part).__name__}). "
-                                   f"Seed files need splits {list(SPLITS)}")
+                                   f"Legacy files need splits {list(SPLITS)}")
     emb, lab = np.asarray(part['embeddings']), np.asarray(part['labels']).reshape(-1)
     if emb.ndim != 2 or len(emb) != len(lab):
         raise EmbeddingFormatError(f'{path.name}: {view} split {split!r}: embeddings have shape {emb.shape} but there are '
@@ -601,18 +602,18 @@ def _split_part(splits, split: str, view: str, path: Path) -> dict:
     return {'embeddings': emb, 'labels': lab.astype(np.int8), 'ids': ids}
 
 # %% ../nbs/05_embeddings.ipynb #a56be700
-def import_seed_pickles(gnn_path, seq_path, allow_pickle: bool = False,
+def import_legacy_pickles(gnn_path, seq_path, allow_pickle: bool = False,
                         gnn_model: str | None = None, seq_model: str | None = None) -> EmbeddingStore:
-    "Convert the seed notebooks' GNN and LSTM embedding pickles into a validated, aligned `EmbeddingStore`."
+    "Convert the legacy notebooks' GNN and LSTM embedding pickles into a validated, aligned `EmbeddingStore`."
     gnn_path, seq_path = Path(gnn_path), Path(seq_path)
     if not allow_pickle:
         raise ValueError(
-            f'import_seed_pickles: refusing to unpickle {gnn_path.name} and {seq_path.name}: unpickling runs any code '
-            f'the file names, so only open pickles you trust. To opt in, call import_seed_pickles(..., allow_pickle=True) '
+            f'import_legacy_pickles: refusing to unpickle {gnn_path.name} and {seq_path.name}: unpickling runs any code '
+            f'the file names, so only open pickles you trust. To opt in, call import_legacy_pickles(..., allow_pickle=True) '
             f'(even then only numpy arrays and plain containers are accepted); then save the result with '
             f'save_embeddings and use the .npz from then on')
     for p in (gnn_path, seq_path):
-        if not p.exists(): raise FileNotFoundError(f'{p}: no such seed embeddings pickle')
+        if not p.exists(): raise FileNotFoundError(f'{p}: no such legacy embeddings pickle')
     g_name, g_splits, g_note = _select_model(_unpickle_arrays(gnn_path), gnn_model, 'gnn', gnn_path)
     s_name, s_splits, s_note = _select_model(_unpickle_arrays(seq_path), seq_model, 'seq', seq_path)
     for note in (g_note, s_note):
@@ -622,16 +623,16 @@ def import_seed_pickles(gnn_path, seq_path, allow_pickle: bool = False,
     by_id = all(g[s]['ids'] is not None and q[s]['ids'] is not None for s in SPLITS)
     split = np.concatenate([np.full(len(g[s]['labels']), s) for s in SPLITS])
     label = np.concatenate([g[s]['labels'] for s in SPLITS])
-    meta = {'source': 'seed_pickles', 'gnn_model': g_name, 'seq_model': s_name,
+    meta = {'source': 'legacy_pickles', 'gnn_model': g_name, 'seq_model': s_name,
             'gnn_file': gnn_path.name, 'seq_file': seq_path.name,
-            'time': 'row order in the seed pickles (train, val, test concatenated); the seed format has no timestamps',
+            'time': 'row order in the legacy pickles (train, val, test concatenated); the legacy format has no timestamps',
             'model_choice': [n for n in (g_note, s_note) if n]}
     if by_id:
         gnn_ids = np.concatenate([g[s]['ids'] for s in SPLITS])
         seq_ids = np.concatenate([q[s]['ids'] for s in SPLITS])
         seq_split = np.concatenate([np.full(len(q[s]['labels']), s) for s in SPLITS])
         seq_label = np.concatenate([q[s]['labels'] for s in SPLITS])
-        where = f'import_seed_pickles({gnn_path.name}, {seq_path.name})'
+        where = f'import_legacy_pickles({gnn_path.name}, {seq_path.name})'
         for name, arr in (('the gnn file', gnn_ids), ('the seq file', seq_ids)): _refuse_duplicates(arr, name, where)
         _refuse_unmatched(gnn_ids, 'the gnn file', seq_ids, 'the seq file', where)
         _refuse_unmatched(seq_ids, 'the seq file', gnn_ids, 'the gnn file', where)
@@ -642,7 +643,7 @@ def import_seed_pickles(gnn_path, seq_path, allow_pickle: bool = False,
                 raise EmbeddingFormatError(f'{where}: {int(differ.sum())} of {len(gnn_ids)} transactions have a different {what} '
                                            f'in the two files (e.g. ids {_examples(gnn_ids[differ])}). Both views must come '
                                            f'from the same split and labels; re-export them from one transactions table')
-        meta['alignment'] = 'by id (seed files carry ids)'
+        meta['alignment'] = 'by id (legacy files carry ids)'
         return align_views(gnn_ids, np.concatenate([g[s]['embeddings'] for s in SPLITS]),
                            seq_ids, np.concatenate([q[s]['embeddings'] for s in SPLITS]),
                            ids=gnn_ids, split=split, label=label, time=np.arange(len(gnn_ids), dtype=np.float64),
@@ -651,29 +652,36 @@ def import_seed_pickles(gnn_path, seq_path, allow_pickle: bool = False,
         n_g, n_s = len(g[s]['labels']), len(q[s]['labels'])
         if n_g != n_s:
             raise EmbeddingFormatError(
-                f'import_seed_pickles: split {s!r} has {n_g} rows in the gnn view ({gnn_path.name}, model {g_name!r}) but {n_s} '
+                f'import_legacy_pickles: split {s!r} has {n_g} rows in the gnn view ({gnn_path.name}, model {g_name!r}) but {n_s} '
                 f'in the seq view ({seq_path.name}, model {s_name!r}). Without ids the rows cannot be paired: truncating to '
-                f"the shorter view (as the seed notebook did) pairs unrelated transactions. Re-export both views with an 'ids' "
+                f"the shorter view (as the legacy notebooks did) pairs unrelated transactions. Re-export both views with an 'ids' "
                 f'array per split, or from the same transactions in the same order')
         differ = g[s]['labels'] != q[s]['labels']
         if differ.any():
             raise EmbeddingFormatError(
-                f'import_seed_pickles: split {s!r}: labels differ at {int(differ.sum())} of {n_g} positions between the gnn view '
+                f'import_legacy_pickles: split {s!r}: labels differ at {int(differ.sum())} of {n_g} positions between the gnn view '
                 f'({gnn_path.name}, {int(g[s]["labels"].sum())} fraud) and the seq view ({seq_path.name}, '
                 f'{int(q[s]["labels"].sum())} fraud), first at rows {_examples(np.flatnonzero(differ))}: the two files list '
                 f"transactions in different orders. Re-export both views with an 'ids' array per split")
     one_sided = [v for v, parts in (('gnn', g), ('seq', q)) if all(parts[s]['ids'] is not None for s in SPLITS)]
     ids = (np.concatenate([(g if one_sided == ['gnn'] else q)[s]['ids'] for s in SPLITS]) if one_sided
            else np.arange(len(label), dtype=np.int64))
-    meta['alignment'] = ('positional (seed format has no ids; lengths and labels verified)' if not one_sided else
+    meta['alignment'] = ('positional (legacy format has no ids; lengths and labels verified)' if not one_sided else
                          f'positional (only the {one_sided[0]} view carries ids; lengths and labels verified)')
     if not one_sided: meta['ids_note'] = 'row numbers 0..N-1 (train, val, test concatenated); not transaction ids'
-    warnings.warn(f"import_seed_pickles: rows paired by position, not by id ({meta['alignment']}); this is only correct "
+    warnings.warn(f"import_legacy_pickles: rows paired by position, not by id ({meta['alignment']}); this is only correct "
                   f'if both notebooks exported the same transactions in the same order')
     store = EmbeddingStore(ids=ids, split=split, label=label, time=np.arange(len(label), dtype=np.float64),
                            gnn=np.concatenate([g[s]['embeddings'] for s in SPLITS]),
                            seq=np.concatenate([q[s]['embeddings'] for s in SPLITS]), meta=meta)
-    return validate_store(store, where=f'import_seed_pickles({gnn_path.name}, {seq_path.name})')
+    return validate_store(store, where=f'import_legacy_pickles({gnn_path.name}, {seq_path.name})')
+
+# %% ../nbs/05_embeddings.ipynb #258a65e7
+def import_seed_pickles(*args, **kwargs) -> EmbeddingStore:
+    "Deprecated name of `import_legacy_pickles` (same arguments); warns, then imports."
+    warnings.warn('import_seed_pickles is deprecated: call import_legacy_pickles (same arguments); '
+                  '"seed" now means only the random seed', FutureWarning, stacklevel=2)
+    return import_legacy_pickles(*args, **kwargs)
 
 # %% ../nbs/05_embeddings.ipynb #8ff59121
 def make_demo_embeddings(n: int = 3000, gnn_dim: int = 32, seq_dim: int = 24, fraud_rate: float = 0.03,

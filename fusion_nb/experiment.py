@@ -24,7 +24,7 @@ from .views import ViewsConfig, build_views, default_split
 from .sequence_view import build_histories, resolve_seq_preset
 from .graph_view import gnn_config
 from .baselines import tabular_features, fit_trees, score_trees
-from .embeddings import EmbeddingStore, load_embeddings, import_seed_pickles, make_demo_embeddings
+from .embeddings import EmbeddingStore, load_embeddings, import_legacy_pickles, make_demo_embeddings
 from .fusion import resolve_models, build_head, select_views
 from .train import (TrainConfig, fit, predict_proba, seed_everything, resume_progress, progress_line, format_seconds,
                              plural)
@@ -33,50 +33,51 @@ from .stats import verdict, load_predictions
 from .report import finish_run, results_table
 
 # %% auto #0
-__all__ = ['TRANSACTION_DATASETS', 'DATASETS', 'SCALAR_METRICS', 'ExperimentConfig', 'in_test', 'smoke_config',
-           'load_transactions', 'load_store', 'test_periods', 'model_key', 'train_and_score', 'tree_records',
-           'aggregate_seeds', 'params_key', 'resume_enabled', 'find_unfinished_run', 'SessionTracker', 'run_experiment',
-           'run_digest']
+__all__ = ['TRANSACTION_DATASETS', 'DATASETS', 'DATASET_ALIASES', 'NOTEBOOK_STAND_INS', 'SCALAR_METRICS', 'ExperimentConfig',
+           'notebook_defaults', 'in_test', 'smoke_config', 'load_transactions', 'load_store', 'test_periods',
+           'model_key', 'train_and_score', 'tree_records', 'aggregate_seeds', 'params_key', 'resume_enabled',
+           'find_unfinished_run', 'SessionTracker', 'run_experiment', 'run_digest']
 
 # %% ../nbs/10_experiment.ipynb #916c008a
 TRANSACTION_DATASETS = ('synthetic', 'paysim', 'ibm_aml', 'amlsim', 'elliptic')
-DATASETS = TRANSACTION_DATASETS + ('embeddings', 'seed_pickles', 'demo')
+DATASETS = TRANSACTION_DATASETS + ('embeddings', 'legacy_pickles', 'demo')
+DATASET_ALIASES = {'seed_pickles': 'legacy_pickles'}   # the name before 'seed' came to mean only the random seed
 
 @dataclass
 class ExperimentConfig:
-    "Everything a run needs; field names are the papermill parameter names."
+    "Everything a run needs; field names are the papermill parameter names. Defaults owned elsewhere are read from there."
     model: str = 'Gated'              # Simple|Attention|Gated|CrossModal|all (or a comma list)
     dataset: str = 'synthetic'        # where the transactions or embeddings come from (see DATASETS)
     data_path: str | None = None      # file or folder of a real dataset (default: found under the data dir)
     nrows: int | None = None          # read at most this many rows of a real dataset
-    n_transactions: int = 100_000     # size of the synthetic log
-    fraud_rate: float = 0.015         # fraud share of the synthetic log
+    n_transactions: int = SimConfig.n_transactions   # size of the synthetic log
+    fraud_rate: float = SimConfig.fraud_rate         # fraud share of the synthetic log
     embeddings: str | None = None     # path to an embedding store (.npz); implies dataset='embeddings'
-    gnn_pickle: str | None = None     # seed-format GNN embeddings pickle (needs allow_pickle=True)
-    seq_pickle: str | None = None     # seed-format LSTM embeddings pickle (needs allow_pickle=True)
-    allow_pickle: bool = False        # opt in to reading seed pickles (pickle can run code)
-    gnn_model: str | None = None      # model name inside the seed GNN pickle
-    seq_model: str | None = None      # model name inside the seed LSTM pickle
-    gnn_preset: str = 'HybridGNN_L2_H64'   # graph encoder (GraphSAGE family, layers, width)
-    seq_preset: str = 'BiLSTM_Attention'   # sequence encoder: BiLSTM_Attention|ResidualGRU|LSTM_CNN_Hybrid
-    gnn_epochs: int = 100
+    gnn_pickle: str | None = None     # legacy-format GNN embeddings pickle (needs allow_pickle=True)
+    seq_pickle: str | None = None     # legacy-format LSTM embeddings pickle (needs allow_pickle=True)
+    allow_pickle: bool = False        # opt in to reading legacy pickles (pickle can run code)
+    gnn_model: str | None = None      # model name inside the legacy GNN pickle
+    seq_model: str | None = None      # model name inside the legacy LSTM pickle
+    gnn_preset: str = ViewsConfig.gnn_preset   # graph encoder (GraphSAGE family, layers, width)
+    seq_preset: str = ViewsConfig.seq_preset   # sequence encoder: BiLSTM_Attention|ResidualGRU|LSTM_CNN_Hybrid
+    gnn_epochs: int = ViewsConfig.gnn_epochs   # epochs of the graph encoder
     gnn_fanout: str | None = None     # sampled mini-batch GNN training for large graphs: fan-outs per layer, e.g. '15,10' (-1: all)
-    gnn_batch_size: int = 4096        # transactions per sampled GNN mini-batch (with gnn_fanout)
-    seq_epochs: int = 2
-    emb_dim: int = 32                 # embedding width of each view
-    history_k: int = 16               # past transactions per account in the sequence view
+    gnn_batch_size: int = ViewsConfig.gnn_batch_size   # transactions per sampled GNN mini-batch (with gnn_fanout)
+    seq_epochs: int = ViewsConfig.seq_epochs   # epochs of the sequence encoder
+    emb_dim: int = ViewsConfig.emb_dim         # embedding width of each view
+    history_k: int = ViewsConfig.history_k     # past transactions per account in the sequence view
     output_dir: str | None = None     # folder holding run folders (default ./outputs, /kaggle/working/outputs)
     run_dir: str | None = None        # write into this new/empty folder instead of a fresh one under output_dir
-    epochs: int = 30
-    batch_size: int = 1024
-    lr: float = 1e-3
-    patience: int = 6
-    hidden_dim: int = 64
-    dropout: float = 0.3
-    focal_gamma: float = 2.0
-    seed: int = 0                     # base seed: data, encoders, and the first head seed
+    epochs: int = TrainConfig.epochs           # maximum training epochs per fusion head
+    batch_size: int = TrainConfig.batch_size   # training batch of the heads
+    lr: float = TrainConfig.lr                 # AdamW learning rate of the heads
+    patience: int = TrainConfig.patience       # early stopping: epochs without a better validation AP
+    hidden_dim: int = 64              # hidden width of the fusion heads
+    dropout: float = 0.3              # dropout in the fusion heads
+    focal_gamma: float = TrainConfig.focal_gamma   # focusing exponent of the heads' focal loss (0: weighted cross-entropy)
+    seed: int = TrainConfig.seed      # base seed: data, encoders, and the first head seed
     seeds: int = 3                    # heads are trained with seeds seed, seed+1, ...; metrics report mean and spread
-    device: str = 'auto'
+    device: str = TrainConfig.device  # auto (cuda, then mps, then cpu), or name one
     threads: int = 0                  # CPU threads for torch; 0: the idle cores (see 00_env); fix it for bit-identical reruns
     resume: bool | None = None        # continue an interrupted run with these parameters (None: on on Kaggle, off elsewhere)
     baselines: bool = True            # also train each head on one view (graph only, sequence only)
@@ -86,7 +87,8 @@ class ExperimentConfig:
 
     def __post_init__(self):
         if self.embeddings and self.dataset == 'synthetic': self.dataset = 'embeddings'
-        if (self.gnn_pickle or self.seq_pickle) and self.dataset == 'synthetic': self.dataset = 'seed_pickles'
+        self.dataset = DATASET_ALIASES.get(self.dataset, self.dataset)
+        if (self.gnn_pickle or self.seq_pickle) and self.dataset == 'synthetic': self.dataset = 'legacy_pickles'
         if self.gnn_fanout in ('', 'none', 'None'): self.gnn_fanout = None
         self.validate()
 
@@ -115,10 +117,19 @@ class ExperimentConfig:
             SimConfig(n_transactions=self.n_transactions, fraud_rate=self.fraud_rate, seed=self.seed).resolved()
         return self
 
+    @classmethod
+    def from_notebook_parameters(cls, namespace: dict) -> ExperimentConfig:
+        "The config of the run notebook's parameter variables in `namespace` (every field, by name); stand-ins read as None."
+        return cls(**{f.name: _from_notebook(f.name, namespace[f.name]) for f in dataclasses.fields(cls) if f.name in namespace})
+
     def train_config(self, seed: int, device: str = 'auto') -> TrainConfig:
         "The training settings of the heads trained with `seed`; `TrainConfig` checks them."
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, patience=self.patience,
                            focal_gamma=self.focal_gamma, seed=seed, device=device)
+
+    def head(self, name: str, gnn_dim: int, seq_dim: int):
+        "A new, untrained head `name` of this run's width and dropout, for views of width `gnn_dim` and `seq_dim`."
+        return build_head(name, gnn_dim, seq_dim, hidden_dim=self.hidden_dim, dropout=self.dropout)
 
     def fanout(self) -> tuple[int, ...] | None:
         "`gnn_fanout` as a tuple of ints (None: full-batch GNN training)."
@@ -134,6 +145,25 @@ class ExperimentConfig:
         return ViewsConfig(gnn_preset=self.gnn_preset, seq_preset=self.seq_preset, emb_dim=self.emb_dim,
                            gnn_epochs=self.gnn_epochs, seq_epochs=self.seq_epochs, history_k=self.history_k,
                            gnn_fanout=self.fanout(), gnn_batch_size=self.gnn_batch_size, seed=self.seed, device=device)
+
+# %% ../nbs/10_experiment.ipynb #a13e0002
+NOTEBOOK_STAND_INS = {'nrows': 0, 'resume': 'auto'}   # a None default's stand-in in the run notebook ('' if not listed)
+
+def notebook_defaults() -> dict:
+    "{parameter: default} that the run notebook's `parameters` cell must list: `ExperimentConfig`'s, None as its stand-in."
+    return {f.name: NOTEBOOK_STAND_INS.get(f.name, '') if f.default is None else f.default
+            for f in dataclasses.fields(ExperimentConfig)}
+
+def _from_notebook(name: str, value):
+    "A notebook parameter as its config field takes it: the stand-in of a None default is None; `resume` takes auto/true/false."
+    if name == 'resume' and isinstance(value, str):
+        flag = {'auto': None, 'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}
+        if value.strip().lower() not in flag: raise ValueError(f"resume={value!r}: expected auto, true or false.")
+        return flag[value.strip().lower()]
+    field_default = ExperimentConfig.__dataclass_fields__[name].default
+    stand_in = NOTEBOOK_STAND_INS.get(name, '')
+    same = type(value) is type(stand_in) and value == stand_in      # 0 is a stand-in, False is not
+    return None if field_default is None and same else value
 
 # %% ../nbs/10_experiment.ipynb #39912e42
 def in_test() -> bool:
@@ -173,15 +203,15 @@ def load_store(config: ExperimentConfig, device: str = 'cpu', cache_dir=None,
     return store, None
 
 def _given_store(config: ExperimentConfig) -> EmbeddingStore:
-    "The store of a dataset that comes as embeddings: a store file, the seed's pickles, or the demo."
+    "The store of a dataset that comes as embeddings: a store file, the legacy notebooks' pickles, or the demo."
     if config.dataset == 'embeddings':
         if not config.embeddings: raise ValueError("dataset='embeddings' needs embeddings=PATH to an .npz embedding store.")
         return load_embeddings(config.embeddings)
-    if config.dataset == 'seed_pickles':
+    if config.dataset == 'legacy_pickles':
         if not (config.gnn_pickle and config.seq_pickle):
-            raise ValueError('Seed-format import needs both gnn_pickle and seq_pickle.')
-        return import_seed_pickles(config.gnn_pickle, config.seq_pickle, allow_pickle=config.allow_pickle,
-                                   gnn_model=config.gnn_model, seq_model=config.seq_model)
+            raise ValueError("Importing the legacy notebooks' pickles needs both gnn_pickle and seq_pickle.")
+        return import_legacy_pickles(config.gnn_pickle, config.seq_pickle, allow_pickle=config.allow_pickle,
+                                     gnn_model=config.gnn_model, seq_model=config.seq_model)
     return make_demo_embeddings(n=config.demo_rows, seed=config.seed)
 
 # %% ../nbs/10_experiment.ipynb #1b19a027
@@ -208,12 +238,12 @@ def _weights_by_class(weights, labels) -> dict | None:
 def train_and_score(store: EmbeddingStore, head_name: str, views: str, config: ExperimentConfig,
                     train_config: TrainConfig, checkpoint_path=None, resume_path=None, on_epoch=None,
                     progress: bool = True) -> tuple[dict, dict]:
-    "Train one (head, views) model with `train_config.seed` and evaluate it; returns (json-able record, test scores)."
+    "Train one (head, views) model with `train_config.seed` and evaluate it; (json-able record, test scores and the `TrainResult`)."
     data = {s: store.split_arrays(s) for s in ('train', 'val', 'test')}
     views_of = {s: select_views(g, q, views) for s, (g, q, _) in data.items()}
     gnn_dim, seq_dim = views_of['train'][0].shape[1], views_of['train'][1].shape[1]
     seed_everything(train_config.seed)
-    head = build_head(head_name, gnn_dim, seq_dim, hidden_dim=config.hidden_dim, dropout=config.dropout)
+    head = config.head(head_name, gnn_dim, seq_dim)
     triple = lambda s: (*views_of[s], data[s][2])
     result = fit(head, triple('train'), triple('val'), train_config, checkpoint_path=checkpoint_path,
                  desc=f'{model_key(head_name, views)} seed {train_config.seed}', resume_path=resume_path, on_epoch=on_epoch,
@@ -230,7 +260,7 @@ def train_and_score(store: EmbeddingStore, head_name: str, views: str, config: E
                   checkpoint=str(checkpoint_path) if checkpoint_path else None,
                   modality_weights=_weights_by_class(w_test, data['test'][2]) if views == 'both' else None,
                   history=result.history)
-    return record, dict(p_test=p_test, w_test=w_test)
+    return record, dict(p_test=p_test, w_test=w_test, result=result)
 
 # %% ../nbs/10_experiment.ipynb #e04cfe9d
 def tree_records(store: EmbeddingStore, tx: Transactions, config: ExperimentConfig) -> dict:

@@ -27,14 +27,14 @@ def _projection(in_dim, hidden_dim, relu=True):
     return nn.Sequential(*layers, nn.ReLU()) if relu else nn.Sequential(*layers)
 
 def _classifier(in_dim, hidden_dim, num_classes, dropout):
-    "The seed's two-block classifier: Linear-BatchNorm-ReLU-Dropout twice, then a linear layer to the classes."
+    "The legacy notebook's two-block classifier: Linear-BatchNorm-ReLU-Dropout twice, then a linear layer to the classes."
     return nn.Sequential(
         nn.Linear(in_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(), FastDropout(dropout),
         nn.Linear(hidden_dim, hidden_dim // 2), nn.BatchNorm1d(hidden_dim // 2), nn.ReLU(), FastDropout(dropout * 0.7),
         nn.Linear(hidden_dim // 2, num_classes))
 
 def _xavier_init(module):
-    "Xavier-uniform weights and zero biases for linear layers (the seed's init for the attention heads)."
+    "Xavier-uniform weights and zero biases for linear layers (the legacy notebook's init for the attention heads)."
     if isinstance(module, nn.Linear):
         nn.init.xavier_uniform_(module.weight)
         if module.bias is not None: nn.init.zeros_(module.bias)

@@ -192,7 +192,7 @@ GNN_FAMILIES = {'SAGE': dict(edge_aware=False, jk='last'), 'DeepSAGE': dict(edge
 SEED_GNN_PRESETS = ('HybridGNN_L4_H320', 'DeepSAGE_L6_H384', 'DeepSAGE_L7_H400', 'UltraDeepSAGE_L8_H352')
 _PRESET_RE = re.compile(r'^(?P<family>[A-Za-z]+)_L(?P<layers>\d+)_H(?P<hidden>\d+)$', re.IGNORECASE)
 
-def gnn_config(preset: str, dropout: float = 0.2) -> GNNConfig:
+def gnn_config(preset: str, dropout: float = GNNConfig.dropout) -> GNNConfig:
     "Parse a preset name like `HybridGNN_L4_H320` into a `GNNConfig`."
     m = _PRESET_RE.match(str(preset).strip())
     if m is None: raise ValueError(f'GNN preset {preset!r} is not of the form <Family>_L<layers>_H<hidden> (e.g. DeepSAGE_L2_H64); known presets: {list(SEED_GNN_PRESETS)}.')
@@ -366,8 +366,8 @@ def _rank_rows(pick: np.ndarray, batch_size: int, world_size: int, rank: int) ->
     return padded.reshape(steps, world_size, per_rank)[:, rank].ravel(), per_rank
 
 # %% ../nbs/03_graph_view.ipynb #a00ec575
-def train_gnn_encoder(tx: Transactions, split, preset: str = 'HybridGNN_L4_H320', emb_dim: int = 64, epochs: int = 50,
-                      lr: float = 1e-3, seed: int = 0, device='auto', dropout: float = 0.2, weight_decay: float = 1e-4,
+def train_gnn_encoder(tx: Transactions, split, preset: str = 'HybridGNN_L2_H64', emb_dim: int = 32, epochs: int = 100,
+                      lr: float = 5e-3, seed: int = 0, device='auto', dropout: float = GNNConfig.dropout, weight_decay: float = 1e-4,
                       max_loss_rows: int = 262_144, fanout: list[int] | None = None, batch_size: int = 4096,
                       progress: bool = True,   # print one line when training ends (rank 0 only)
                      ) -> tuple[GNNEncoder, dict]:

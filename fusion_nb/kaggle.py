@@ -14,10 +14,8 @@ import ast, json, os, re, secrets, shutil, string, subprocess, sys, tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-import nbformat
 import fusion_nb
-from .env import project_root, atomic_write_text
-from .cli import run_notebook, notebook_parameters, parse_bool
+from .runner import run_notebook, notebook_parameters, parameter_type
 
 # %% auto #0
 __all__ = ['KAGGLE_ACCELERATORS', 'KAGGLE_GPU', 'KAGGLE_MISSING', 'KAGGLE_PREINSTALLED', 'WHEELS_SLUG', 'WHEELS_TITLE',
@@ -136,6 +134,7 @@ def _can_build_offline() -> bool:
 
 def checkout_root() -> Path:
     "The fusion_nb checkout holding this package, or an error: wheels and the run notebook are built from it."
+    from fusion_nb.env import project_root
     root = project_root(Path(fusion_nb.__file__).resolve().parent)
     if root is None:
         raise FileNotFoundError(f'kaggle-bundle builds the fusion_nb wheel and the notebook from the repository, but the package at '
@@ -219,12 +218,7 @@ def install_cell_source(wheel_name: str, wheels_ref: str) -> str:
 def _typed(name: str, text, spec: dict):
     "`text` as the type of the notebook parameter `name` (from papermill's inferred type)."
     kind = spec.get('inferred_type_name', 'None')
-    try:
-        if kind == 'bool': return text if isinstance(text, bool) else parse_bool(text)
-        if kind in ('int', 'float'): return {'int': int, 'float': float}[kind](text)
-        if kind == 'str': return str(text)
-        try: return ast.literal_eval(str(text))
-        except (ValueError, SyntaxError): return str(text)
+    try: return parameter_type(spec)(text)                         # as `fusion-nb run --NAME TEXT` reads it
     except Exception as e:
         raise ValueError(f'--param {name} takes {kind} values (default {spec.get("default")}); {text!r} is not one ({e}).') from None
 
@@ -246,7 +240,8 @@ def bundle_parameters(model: str, pairs=(), specs: dict | None = None) -> dict:
 # %% ../nbs/12_kaggle.ipynb #78346921
 def prepare_notebook(dest, parameters: dict, install_source: str, notebook=None) -> Path:
     "Write the run notebook to `dest` with `parameters` injected by papermill (prepare only: nothing runs) and the install cell first."
-    import papermill
+    import nbformat, papermill
+    from fusion_nb.env import atomic_write_text
     notebook, dest = Path(notebook or run_notebook()), Path(dest)
     with tempfile.TemporaryDirectory(prefix='fusion_nb_prepare_') as tmp:
         prepared = Path(tmp) / 'run.ipynb'
@@ -370,6 +365,7 @@ def build_bundle(dataset_source: str, model: str = 'Gated', out='kaggle-bundle',
                  kernel_id: str | None = None, title: str | None = None, wheels_dataset: str | None = None,
                  gpu: bool = False) -> KaggleBundle:
     "Write a folder for `kaggle kernels push`: the run notebook, kernel-metadata.json, README.txt, the wheel dataset."
+    from fusion_nb.env import atomic_write_text
     plan = plan_bundle(dataset_source, model, accelerator, params, kernel_id, title, wheels_dataset, gpu)
     kernel, wheels_meta, parameters = plan['kernel'], plan['wheels_dataset'], plan['parameters']
     out = Path(out).expanduser().resolve()

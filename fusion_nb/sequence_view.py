@@ -410,9 +410,11 @@ def _check_inputs(tx, histories, features=None):
     if features is not None and len(features) != len(tx.frame):
         raise ValueError(f'features have {len(features)} rows but the transactions table has {len(tx.frame)}; compute them with tx_step_features(tx, fit_mask).')
 
-def train_sequence_encoder(tx: Transactions, histories: Histories, split, preset: str = 'BiLSTM_Attention', emb_dim: int = 64,
-                           epochs: int = 3, batch_size: int = 1024, lr: float = 1e-3, seed: int = 0, device='auto',
-                           max_train_rows: int | None = None, hidden: int | None = None, features=None,
+def train_sequence_encoder(tx: Transactions, histories: Histories, split, preset: str = 'BiLSTM_Attention', emb_dim: int = 32,
+                           epochs: int = 2, batch_size: int = 1024, lr: float = 1e-3, seed: int = 0, device='auto',
+                           max_train_rows: int | None = 200_000,
+                           hidden: int | None = 32,   # recurrent width; None: the preset's own width (SEQ_PRESETS)
+                           features=None,
                            select_best: bool = False,
                            progress: bool = True,   # print one line when training ends (rank 0 only)
                           ) -> SeqTrainResult:

@@ -34,12 +34,12 @@ __all__ = ['CHECKPOINT_FORMAT', 'RESUME_FORMAT', 'TrainConfig', 'FocalLoss', 'cl
 # %% ../nbs/07_train.ipynb #8cadf862
 @dataclass
 class TrainConfig:
-    "Hyper-parameters of one training run of a fusion head (the seed's recipe, shortened)."
+    "Hyper-parameters of one training run of a fusion head (the legacy notebook's recipe, shortened)."
     epochs: int = 30            # maximum epochs; early stopping usually ends sooner
-    batch_size: int = 512       # training batch size
+    batch_size: int = 1024      # training batch size (global: each of W ranks takes batch_size / W rows)
     lr: float = 1e-3            # AdamW learning rate (the peak of each cosine cycle)
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
-    patience: int = 8           # epochs without a better validation score before stopping
+    patience: int = 6           # epochs without a better validation score before stopping
     focal_gamma: float = 2.0    # focusing exponent of the focal loss (0 = weighted cross-entropy)
     grad_clip: float | None = 1.0  # max gradient norm; None or 0 disables clipping
     restart_epochs: int = 10    # T_0: epochs in the first cosine cycle
@@ -82,7 +82,7 @@ class FocalLoss(nn.Module):
 
 # %% ../nbs/07_train.ipynb #587c5241
 def class_weights(labels, num_classes=2) -> torch.Tensor:
-    "Inverse-frequency class weights, normalised to sum to `num_classes` (the seed's scheme)."
+    "Inverse-frequency class weights, normalised to sum to `num_classes` (the legacy notebook's scheme)."
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) == 0:
         raise ValueError(f"class_weights: expected a non-empty 1-d array of labels, got shape {labels.shape}.")

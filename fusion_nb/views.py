@@ -10,7 +10,7 @@ Docs: https://fusion-nb.github.io/fusion_nb/views.html.md"""
 
 # %% ../nbs/05a_views.ipynb #1228bb1d
 from __future__ import annotations
-import hashlib, json, time, warnings
+import hashlib, inspect, json, time, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
@@ -27,23 +27,29 @@ from .train import progress_line, format_seconds
 __all__ = ['VIEWS_VERSION', 'ViewsConfig', 'default_split', 'views_cache_key', 'build_views']
 
 # %% ../nbs/05a_views.ipynb #9bd40265
+def _defaults(fn) -> dict:
+    "{parameter: default} of `fn`: an encoder's signature is where its settings' defaults are written."
+    return {name: p.default for name, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}
+
+_GNN, _SEQ = _defaults(train_gnn_encoder), _defaults(train_sequence_encoder)
+
 @dataclass
 class ViewsConfig:
-    "How the two views are built; every field is part of the cache key."
-    gnn_preset: str = 'HybridGNN_L2_H64'   # GNN family, layers and width (see 03_graph_view)
-    seq_preset: str = 'BiLSTM_Attention'   # BiLSTM_Attention | ResidualGRU | LSTM_CNN_Hybrid
-    emb_dim: int = 32                      # embedding width of each view
-    gnn_epochs: int = 100                  # full-batch epochs (one epoch = one pass over the train graph)
-    gnn_lr: float = 5e-3
-    gnn_fanout: tuple | None = None        # None: full-batch GNN training; else sampled mini-batches, one fan-out per layer (-1: all)
-    gnn_batch_size: int = 4096             # transactions per sampled mini-batch (only with gnn_fanout)
-    seq_epochs: int = 2
-    seq_hidden: int = 32                   # recurrent width of the sequence encoder
-    history_k: int = 16                    # transactions of history per account
-    seq_batch_size: int = 1024
-    max_seq_train_rows: int | None = 200_000
-    seed: int = 0
-    device: str = 'auto'
+    "How the two views are built; every field is part of the cache key. Defaults come from the encoders' signatures."
+    gnn_preset: str = _GNN['preset']       # GNN family, layers and width (see 03_graph_view)
+    seq_preset: str = _SEQ['preset']       # BiLSTM_Attention | ResidualGRU | LSTM_CNN_Hybrid
+    emb_dim: int = _GNN['emb_dim']         # embedding width of each view
+    gnn_epochs: int = _GNN['epochs']       # full-batch epochs (one epoch = one pass over the train graph)
+    gnn_lr: float = _GNN['lr']             # AdamW learning rate of the graph encoder
+    gnn_fanout: tuple | None = _GNN['fanout']   # None: full-batch GNN training; else sampled mini-batches, one fan-out per layer (-1: all)
+    gnn_batch_size: int = _GNN['batch_size']    # transactions per sampled mini-batch (only with gnn_fanout)
+    seq_epochs: int = _SEQ['epochs']       # epochs of the sequence encoder
+    seq_hidden: int = _SEQ['hidden']       # recurrent width of the sequence encoder
+    history_k: int = _defaults(build_histories)['k']   # transactions of history per account
+    seq_batch_size: int = _SEQ['batch_size']           # training batch of the sequence encoder
+    max_seq_train_rows: int | None = _SEQ['max_train_rows']   # labelled rows the sequence encoder trains on at most
+    seed: int = _GNN['seed']               # seeds both encoders
+    device: str = _GNN['device']
 
     def key(self) -> dict:
         "The settings that change the embeddings (the device does not)."
@@ -51,6 +57,7 @@ class ViewsConfig:
         if self.gnn_fanout is None: d.pop('gnn_fanout'); d.pop('gnn_batch_size')   # full-batch: keys stay as they were
         else: d['gnn_fanout'] = [int(f) for f in self.gnn_fanout]
         return d
+
 
 # %% ../nbs/05a_views.ipynb #da5489b9
 def default_split(tx: Transactions) -> np.ndarray:
