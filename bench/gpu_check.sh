@@ -3,13 +3,15 @@
 #
 #     bash bench/gpu_check.sh [OUT_DIR]
 #
-# 1. the fusion trainer on CUDA at batch 1024: the seed's per-sample DataLoader loop vs fusion_nb.train.fit
+# 1. the fusion trainer on CUDA at batch 1024: the legacy notebook's per-sample DataLoader loop vs fusion_nb.train.fit
 #    (samples/s, speed-up, fp32 matmul rate of the GPU and our share of it) and predict_proba throughput;
 # 2. the default smoke pipeline (simulate -> views -> heads + single-view twins + trees -> report) on the GPU via
 #    fusion_nb.experiment.run_experiment(smoke=True, device='cuda');
 # 3. both encoders under torchrun with NCCL and DistributedDataParallel on every GPU of the machine (`views`, 100k
 #    simulated transactions), once full-batch and once with the GNN on sampled mini-batches (--gnn-fanout 10,10).
-#    With one GPU that is one rank (NCCL initialised, no all-reduce): NCCL refuses two ranks on one device.
+#    With one GPU that is one rank (NCCL initialised, no all-reduce): NCCL refuses two ranks on one device;
+# 4. the default run's 9 heads (Gated x 3 views x 3 seeds, width 64, batch 1024) one at a time with fit vs stacked
+#    with fusion_nb.stack.fit_stacked (bench/stacked_step.py, issue 13): sample-models/s side by side.
 # Figures are printed and written under OUT_DIR (default outputs/bench/<timestamp>_gpu/).
 # Settings via the environment: DEVICE (default cuda), ROWS (training rows, default 1000000), HIDDEN (head widths,
 # default "64 256"), SCORE_ROWS (default 1000000), THREADS (CPU threads, default 4). Each step has a time limit; a step
@@ -41,7 +43,7 @@ if device.startswith('cuda') and not torch.cuda.is_available():
 PY
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu --format=csv || true
 
-echo; echo "== 1. fusion trainer on $DEVICE: seed-style DataLoader vs fusion_nb fit, batch 1024; predict_proba =="
+echo; echo "== 1. fusion trainer on $DEVICE: legacy DataLoader vs fusion_nb fit, batch 1024; predict_proba =="
 # shellcheck disable=SC2086  # HIDDEN is a list
 timeout 200 $PY bench/fusion_step.py --device "$DEVICE" --threads "$THREADS" --batch-sizes 1024 --rows "$ROWS" --epochs 1 \
     --hidden-dims $HIDDEN --score-rows "$SCORE_ROWS" --out "$OUT/fusion_step" || { echo "STEP 1 FAILED or timed out (exit $?)"; FAILED="$FAILED 1"; }
@@ -77,5 +79,8 @@ for MODE in full sampled; do
     && $PY -c "import json,sys; d=json.load(open(sys.argv[1])); print('$MODE:', {k: d[k] for k in ('world_size', 'backend', 'device', 'seconds', 'timings', 'probe_val_ap', 'val_fraud_rate')})" "$OUT/views_$MODE/views.json" \
     || { echo "STEP 3 ($MODE) FAILED or timed out; last lines of $OUT/views_${MODE}_stderr.log:"; tail -n 15 "$OUT/views_${MODE}_stderr.log"; FAILED="$FAILED 3-$MODE"; }
 done
+echo; echo "== 4. the run's 9 heads on $DEVICE: one at a time (fit) vs stacked (fit_stacked) =="
+timeout 240 $PY bench/stacked_step.py --device "$DEVICE" --threads "$THREADS" --rows "$ROWS" --epochs 1 --repeat 1 \
+    --out "$OUT/stacked_step" || { echo "STEP 4 FAILED or timed out (exit $?)"; FAILED="$FAILED 4"; }
 echo; echo "gpu_check done in $(( $(date +%s) - START )) s; figures in $OUT${FAILED:+; FAILED steps:$FAILED}"
 [ -z "$FAILED" ]
