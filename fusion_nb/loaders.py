@@ -401,6 +401,11 @@ def _elliptic_file(folder: Path, key: str) -> Path:
                             f'{list(ELLIPTIC_FILES.values())} together in one folder; pass that folder.')
 
 # %% ../nbs/01b_loaders.ipynb #e237f0a5
+def _is_number(text: str) -> bool:
+    "Does `text` parse as a number (so a line that starts with it is data, not a header)?"
+    try: float(text); return True
+    except ValueError: return False
+
 def _elliptic_features(path: Path, nrows: int | None, fmt: str = 'Elliptic') -> tuple[pd.DataFrame, int]:
     "Features file: txId, time step and 165 float32 features per row; returns the frame and the line number of its first row."
     first = read_header(path)
@@ -408,7 +413,7 @@ def _elliptic_features(path: Path, nrows: int | None, fmt: str = 'Elliptic') -> 
     if len(first) != len(names):
         raise TransactionsError(f'{fmt} file {path}: line 1 has {len(first)} columns; expected {len(names)} '
                                 '(txId, time step, 165 features; no header). Check that this is elliptic_txs_features.csv.')
-    has_header = not first[0].lstrip('-').isdigit()   # tolerate re-uploads that added one
+    has_header = not _is_number(first[0])             # tolerate re-uploads that added one; '100007.0' is data, not a header
     line0 = 2 if has_header else 1
     feats = _read_csv(path, dict(txId='int64', time_step='int16', **{c: 'float32' for c in ELLIPTIC_FEATURES}), fmt, nrows=nrows,
                       names=names, skip_header=has_header, shown={c: f'{c} (column {k + 1})' for k, c in enumerate(names)})
