@@ -55,16 +55,18 @@ os.environ.setdefault('TQDM_DISABLE', '1')
 warnings.filterwarnings('ignore')
 from fusion_nb.experiment import run_experiment
 device, out, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
-t0 = time.perf_counter()
-r = run_experiment(smoke=True, device=device, output_dir=out, threads=threads)
-env, run = r['environment'], r['run']
-print(f"device {env.get('device')} ({env.get('device_name')}), run {run['dir']}")
-print(f"wall {time.perf_counter() - t0:.1f} s (run duration {run['duration_s']} s); stage timings {run['timings']}")
-print(f"view timings {r['dataset'].get('view_timings')}; rows per split {r['dataset'].get('rows') or r['dataset'].get('n')}")
-for key, m in r['models'].items():
-    print(f"  {key:<22} test AP {m['test']['average_precision'] if m['test']['average_precision'] is None else round(m['test']['average_precision'], 4)}"
-          f"  train {m['train_time_s']:.1f} s  epochs {m['epochs']}")
-assert str(env.get('device', '')).startswith(device.split(':')[0]), f"expected the run on {device}, results say {env.get('device')}"
+for stack in ('off', 'auto'):       # one head at a time, then (auto on CUDA) all heads stacked: issue 13
+  t0 = time.perf_counter()
+  r = run_experiment(smoke=True, device=device, output_dir=out, threads=threads, stack_heads=stack)
+  env, run = r['environment'], r['run']
+  print(f"--- stack_heads={stack}")
+  print(f"device {env.get('device')} ({env.get('device_name')}), run {run['dir']}")
+  print(f"wall {time.perf_counter() - t0:.1f} s (run duration {run['duration_s']} s); stage timings {run['timings']}")
+  print(f"view timings {r['dataset'].get('view_timings')}; rows per split {r['dataset'].get('rows') or r['dataset'].get('n')}")
+  for key, m in r['models'].items():
+      print(f"  {key:<22} test AP {m['test']['average_precision'] if m['test']['average_precision'] is None else round(m['test']['average_precision'], 4)}"
+            f"  train {m['train_time_s']:.1f} s  epochs {m['epochs']}")
+  assert str(env.get('device', '')).startswith(device.split(':')[0]), f"expected the run on {device}, results say {env.get('device')}"
 PY
 # the library's progress bars go to $OUT/smoke_stderr.log (shown if the step fails)
 timeout 120 $PY "$OUT/smoke_check.py" "$DEVICE" "$OUT/smoke" "$THREADS" 2>"$OUT/smoke_stderr.log" || {

@@ -28,20 +28,28 @@ from .embeddings import EmbeddingStore, load_embeddings, import_legacy_pickles, 
 from .fusion import resolve_models, build_head, select_views
 from .train import (TrainConfig, fit, predict_proba, seed_everything, resume_progress, progress_line, format_seconds,
                              plural)
+from .stack import fit_stacked
 from .evaluate import evaluate_scores, binary_metrics
 from .stats import verdict, load_predictions
 from .report import finish_run, results_table
 
 # %% auto #0
-__all__ = ['TRANSACTION_DATASETS', 'DATASETS', 'DATASET_ALIASES', 'NOTEBOOK_STAND_INS', 'SCALAR_METRICS', 'ExperimentConfig',
-           'notebook_defaults', 'in_test', 'smoke_config', 'load_transactions', 'load_store', 'test_periods',
-           'model_key', 'train_and_score', 'tree_records', 'aggregate_seeds', 'params_key', 'resume_enabled',
-           'find_unfinished_run', 'SessionTracker', 'run_experiment', 'run_digest']
+__all__ = ['TRANSACTION_DATASETS', 'DATASETS', 'DATASET_ALIASES', 'STACK_CHOICES', 'NOTEBOOK_STAND_INS', 'SCALAR_METRICS',
+           'world_size', 'ExperimentConfig', 'notebook_defaults', 'in_test', 'smoke_config', 'load_transactions',
+           'load_store', 'test_periods', 'model_key', 'train_and_score', 'score_model', 'tree_records',
+           'aggregate_seeds', 'params_key', 'resume_enabled', 'find_unfinished_run', 'SessionTracker', 'run_experiment',
+           'run_digest']
 
 # %% ../nbs/10_experiment.ipynb #916c008a
 TRANSACTION_DATASETS = ('synthetic', 'paysim', 'ibm_aml', 'amlsim', 'elliptic')
 DATASETS = TRANSACTION_DATASETS + ('embeddings', 'legacy_pickles', 'demo')
 DATASET_ALIASES = {'seed_pickles': 'legacy_pickles'}   # the name before 'seed' came to mean only the random seed
+STACK_CHOICES = ('auto', 'on', 'off')
+
+def world_size() -> int:
+    "How many processes torchrun started for this job (`WORLD_SIZE`; 1 without torchrun)."
+    try: return max(1, int(os.environ.get('WORLD_SIZE') or 1))
+    except ValueError: return 1
 
 @dataclass
 class ExperimentConfig:
@@ -78,6 +86,7 @@ class ExperimentConfig:
     seed: int = TrainConfig.seed      # base seed: data, encoders, and the first head seed
     seeds: int = 3                    # heads are trained with seeds seed, seed+1, ...; metrics report mean and spread
     device: str = TrainConfig.device  # auto (cuda, then mps, then cpu), or name one
+    stack_heads: str = 'auto'         # train the run's heads together as stacked models (07b_stack): auto (on with CUDA), on, off
     threads: int = 0                  # CPU threads for torch; 0: the idle cores (see 00_env); fix it for bit-identical reruns
     resume: bool | None = None        # continue an interrupted run with these parameters (None: on on Kaggle, off elsewhere)
     baselines: bool = True            # also train each head on one view (graph only, sequence only)
@@ -90,6 +99,7 @@ class ExperimentConfig:
         self.dataset = DATASET_ALIASES.get(self.dataset, self.dataset)
         if (self.gnn_pickle or self.seq_pickle) and self.dataset == 'synthetic': self.dataset = 'legacy_pickles'
         if self.gnn_fanout in ('', 'none', 'None'): self.gnn_fanout = None
+        if isinstance(self.stack_heads, str): self.stack_heads = self.stack_heads.strip().lower()
         self.validate()
 
     def validate(self) -> ExperimentConfig:
@@ -113,9 +123,24 @@ class ExperimentConfig:
             raise ValueError(f'gnn_fanout={self.gnn_fanout!r} gives {len(fanout)} fan-outs but gnn_preset {self.gnn_preset} has '
                              f'{gnn_config(self.gnn_preset).layers} layers; give one per layer.')
         self.views_config('cpu')
+        self._check_stacking()
         if self.dataset == 'synthetic':                      # the simulator's own limits (size, fraud rate)
             SimConfig(n_transactions=self.n_transactions, fraud_rate=self.fraud_rate, seed=self.seed).resolved()
         return self
+
+    def _check_stacking(self):
+        "`stack_heads` is auto, on or off; `on` is refused where stacked training cannot go yet (resume, torchrun)."
+        if self.stack_heads not in STACK_CHOICES:
+            raise ValueError(f"stack_heads={self.stack_heads!r} must be auto (stack the heads on CUDA, one at a time elsewhere), "
+                             f"on or off.")
+        if self.stack_heads != 'on': return
+        if resume_enabled(self):
+            why = 'resume=True' if self.resume else 'resume (on by default on Kaggle)'
+            raise ValueError(f"stack_heads='on' with {why}: stacked training (07b_stack) has no resume state yet. Pass "
+                             f"resume=False to stack the heads, or stack_heads='auto' or 'off' to train them one at a time, resumably.")
+        if world_size() > 1:
+            raise ValueError(f"stack_heads='on' under torchrun (WORLD_SIZE={world_size()}): stacked training (07b_stack) does not "
+                             f"support DDP yet. Pass stack_heads='auto' or 'off' to train the heads one at a time.")
 
     @classmethod
     def from_notebook_parameters(cls, namespace: dict) -> ExperimentConfig:
@@ -235,19 +260,37 @@ def _weights_by_class(weights, labels) -> dict | None:
         out[name] = [float(v) for v in weights[sel].mean(0)] if sel.any() else None
     return out
 
+def _views_of(data: dict, views: str) -> dict:
+    "{split: (gnn, seq)} of `data` ({split: (gnn, seq, label)}) as the model with `views` sees them."
+    return {s: select_views(g, q, views) for s, (g, q, _) in data.items()}
+
+def _store_splits(store: EmbeddingStore) -> dict:
+    "{split: (gnn, seq, label)} of `store`'s train, val and test rows."
+    return {s: store.split_arrays(s) for s in ('train', 'val', 'test')}
+
+def _new_head(config: ExperimentConfig, head_name: str, views_of: dict, seed: int):
+    "A head as a run builds it: `seed_everything(seed)`, then `config.head` for the widths `select_views` left."
+    seed_everything(seed)
+    return config.head(head_name, views_of['train'][0].shape[1], views_of['train'][1].shape[1])
+
 def train_and_score(store: EmbeddingStore, head_name: str, views: str, config: ExperimentConfig,
                     train_config: TrainConfig, checkpoint_path=None, resume_path=None, on_epoch=None,
                     progress: bool = True) -> tuple[dict, dict]:
     "Train one (head, views) model with `train_config.seed` and evaluate it; (json-able record, test scores and the `TrainResult`)."
-    data = {s: store.split_arrays(s) for s in ('train', 'val', 'test')}
-    views_of = {s: select_views(g, q, views) for s, (g, q, _) in data.items()}
-    gnn_dim, seq_dim = views_of['train'][0].shape[1], views_of['train'][1].shape[1]
-    seed_everything(train_config.seed)
-    head = config.head(head_name, gnn_dim, seq_dim)
+    data = _store_splits(store)
+    views_of = _views_of(data, views)
+    head = _new_head(config, head_name, views_of, train_config.seed)
     triple = lambda s: (*views_of[s], data[s][2])
     result = fit(head, triple('train'), triple('val'), train_config, checkpoint_path=checkpoint_path,
                  desc=f'{model_key(head_name, views)} seed {train_config.seed}', resume_path=resume_path, on_epoch=on_epoch,
                  progress=progress)
+    return score_model(store, head, head_name, views, train_config, result, checkpoint_path, data, views_of)
+
+def score_model(store: EmbeddingStore, head, head_name: str, views: str, train_config: TrainConfig, result,
+                checkpoint_path=None, data: dict | None = None, views_of: dict | None = None) -> tuple[dict, dict]:
+    "Evaluate a trained (head, views) model and its `TrainResult` as a run records it; (json-able record, test scores and `result`)."
+    data = _store_splits(store) if data is None else data
+    views_of = _views_of(data, views) if views_of is None else views_of
     p_val = predict_proba(head, *views_of['val'], device=train_config.device)
     p_test, w_test = predict_proba(head, *views_of['test'], device=train_config.device, with_weights=True)
     scores = evaluate_scores(data['val'][2], p_val, data['test'][2], p_test)
@@ -256,7 +299,7 @@ def train_and_score(store: EmbeddingStore, head_name: str, views: str, config: E
     if periods: scores['test_periods'] = periods
     record = dict(seed=train_config.seed, head=head_name, views=views, **scores, train_time_s=result.train_time_s,
                   epochs=result.epochs_run, best_epoch=result.best_epoch, best_val_ap=result.best_val_ap,
-                  n_parameters=int(sum(p.numel() for p in head.parameters())),
+                  finished=result.finished, n_parameters=int(sum(p.numel() for p in head.parameters())),
                   checkpoint=str(checkpoint_path) if checkpoint_path else None,
                   modality_weights=_weights_by_class(w_test, data['test'][2]) if views == 'both' else None,
                   history=result.history)
@@ -443,24 +486,65 @@ def run_experiment(config: ExperimentConfig | None = None, show: bool = False,
     with torch_threads(auto_threads(resolve_device(config.device), config.threads)):
         return _run_experiment(config, show, progress)
 
+def _run_plan(heads: list[str], config: ExperimentConfig) -> list[tuple[str, str, int]]:
+    "Every (head, views, seed) a run trains, in the order it reports them."
+    return [(head, views, seed) for head in heads for views in (('both', 'gnn', 'seq') if config.baselines else ('both',))
+            for seed in range(config.seed, config.seed + config.seeds)]
+
+def _checkpoint(run_dir: Path, head: str, views: str, seed: int) -> Path:
+    return run_dir / 'checkpoints' / f"{head}__{views}__seed{seed}.pt"
+
+def _stacking(config: ExperimentConfig, device, tracker, progress: bool = True) -> bool:
+    "Whether the heads train stacked: `stack_heads` on/off, or auto: on CUDA, unless resume or torchrun need one at a time."
+    if config.stack_heads != 'auto': return config.stack_heads == 'on'     # 'on' with resume or torchrun: refused by validate
+    if torch.device(device).type != 'cuda': return False
+    why = 'resume is on' if tracker is not None else f'torchrun started {world_size()} processes' if world_size() > 1 else None
+    if why: progress_line(f'heads: one at a time (stack_heads=auto, but {why}, which stacked training does not support yet)', progress)
+    return why is None
+
+def _train_one_at_a_time(store, plan, config, device, run_dir, tracker, progress) -> dict:
+    "{(model key, seed): (record, scores)} of every model of `plan`, each trained by `train_and_score` (resumable)."
+    trained = {}
+    for head, views, seed in plan:
+        key, path = model_key(head, views), _checkpoint(run_dir, head, views, seed)
+        resume_path = run_dir / 'resume' / path.name if tracker else None
+        on_epoch = (lambda info, key=key, seed=seed: tracker.update(key, seed, info)) if tracker else None
+        trained[(key, seed)] = train_and_score(store, head, views, config, config.train_config(seed, str(device)), path,
+                                               resume_path=resume_path, on_epoch=on_epoch, progress=progress)
+        if tracker: tracker.update(key, seed, resume_progress(resume_path))
+    return trained
+
+def _train_stacked(store, plan, config, device, run_dir, progress) -> tuple[dict, dict]:
+    "Every model of `plan` trained by one `fit_stacked` call, then scored by `score_model`; (trained as above, diverged)."
+    data = _store_splits(store)
+    views_of = {views: _views_of(data, views) for views in dict.fromkeys(v for _, v, _ in plan)}
+    desc = {item: f'{model_key(item[0], item[1])} seed {item[2]}' for item in plan}       # fit's desc: the progress lines match
+    heads = {desc[item]: _new_head(config, item[0], views_of[item[1]], item[2]) for item in plan}
+    configs = {desc[item]: config.train_config(item[2], str(device)) for item in plan}
+    stacked = fit_stacked(heads, data['train'], data['val'], configs, views={desc[item]: item[1] for item in plan},
+                          checkpoint_paths={desc[item]: _checkpoint(run_dir, *item) for item in plan}, progress=progress)
+    trained = {}
+    for (head, views, seed), name in desc.items():
+        result = stacked.results[name]
+        if name in stacked.diverged and not result.best_epoch:
+            progress_line(f'head {name}: left out of the results (its loss was non-finite in its first epoch, so it has no '
+                          f'weights to score)', progress)
+            continue
+        trained[(model_key(head, views), seed)] = score_model(store, heads[name], head, views, configs[name], result,
+                                                              _checkpoint(run_dir, head, views, seed), data, views_of[views])
+    return trained, stacked.diverged
+
 def _train_heads(store: EmbeddingStore, heads: list[str], config: ExperimentConfig, device, run_dir: Path,
-                 tracker: SessionTracker | None, progress: bool = True) -> tuple[dict, dict]:
-    "Train and score every (head, views, seed) on `store`; (model records by key, test scores by (key, seed))."
-    models, scores = {}, {}
-    for head in heads:
-        for views in (('both', 'gnn', 'seq') if config.baselines else ('both',)):
-            key, records = model_key(head, views), []
-            for seed in range(config.seed, config.seed + config.seeds):
-                name = f"{head}__{views}__seed{seed}.pt"
-                resume_path = run_dir / 'resume' / name if tracker else None
-                on_epoch = (lambda info, key=key, seed=seed: tracker.update(key, seed, info)) if tracker else None
-                record, scores[(key, seed)] = train_and_score(store, head, views, config, config.train_config(seed, str(device)),
-                                                              run_dir / 'checkpoints' / name, resume_path=resume_path,
-                                                              on_epoch=on_epoch, progress=progress)
-                if tracker: tracker.update(key, seed, resume_progress(resume_path))
-                records.append(record)
-            models[key] = aggregate_seeds(records)
-    return models, scores
+                 tracker: SessionTracker | None, progress: bool = True) -> tuple[dict, dict, dict]:
+    "Train and score every (head, views, seed) on `store`; (model records by key, test scores by (key, seed), diverged models)."
+    plan, diverged = _run_plan(heads, config), {}
+    if _stacking(config, device, tracker, progress): trained, diverged = _train_stacked(store, plan, config, device, run_dir, progress)
+    else: trained = _train_one_at_a_time(store, plan, config, device, run_dir, tracker, progress)
+    if not trained:
+        raise FloatingPointError('every head of the run diverged in its first epoch (non-finite loss): '
+                                 + ' '.join(diverged.values()))
+    models = {key: aggregate_seeds([trained[(k, s)][0] for k, s in trained if k == key]) for key in dict.fromkeys(k for k, _ in trained)}
+    return models, {ks: scores for ks, (_, scores) in trained.items()}, diverged
 
 def _run_experiment(config: ExperimentConfig, show: bool, progress: bool = True) -> dict:
     started, clock = time.time(), time.perf_counter()
@@ -470,7 +554,7 @@ def _run_experiment(config: ExperimentConfig, show: bool, progress: bool = True)
     with _run_folder(config, tag='-'.join(heads) if len(heads) < 4 else 'all') as (run_dir, tracker):
         store, tx = load_store(config, device=str(device), cache_dir=output_root(config.output_dir) / 'cache', progress=progress)
         timings['data_and_views_s'] = time.perf_counter() - clock; clock = time.perf_counter()
-        models, scores = _train_heads(store, heads, config, device, run_dir, tracker, progress)
+        models, scores, diverged = _train_heads(store, heads, config, device, run_dir, tracker, progress)
         timings['heads_s'] = time.perf_counter() - clock; clock = time.perf_counter()
         if config.trees and tx is not None:
             trees = tree_records(store, tx, config)
@@ -485,7 +569,7 @@ def _run_experiment(config: ExperimentConfig, show: bool, progress: bool = True)
         results = dict(
             schema_version=1,
             run=dict(dir=str(run_dir.resolve()), name=run_dir.name, started=datetime.datetime.fromtimestamp(started).isoformat(timespec='seconds'),
-                     timings={k: round(v, 3) for k, v in timings.items()}),
+                     timings={k: round(v, 3) for k, v in timings.items()}, **({'diverged': diverged} if diverged else {})),
             params=asdict(config), dataset=dataset, models=models, environment=dict(environment_info(device), threads=torch.get_num_threads()))
         # predictions, verdict, plots, summary.md and, last, results.json; if a step fails, the results are kept and the
         # error (RunNotFinished, and error.txt in the folder) names the `fusion-nb report RUN` command that finishes the run
@@ -516,6 +600,8 @@ def run_digest(results: dict,
                        for k, v in (run.get('timings') or {}).items())
     total = run.get('duration_s')
     lines.append(f"stages: {stages or 'not recorded'}" + ('' if total is None else f"; total {format_seconds(total)}"))
+    lines += [f'not finished: {name} (its loss went non-finite: see run.diverged in results.json)'
+              for name in run.get('diverged') or {}]
     lines += ['verdict:'] + [f'  {s}' for s in _verdict_sentences(results)]
     if notebook is None and folder is not None: notebook = next(iter(sorted(folder.glob('*.ipynb'))), None)
     for label, path in (('summary', folder / 'summary.md' if folder else None), ('notebook', notebook)):

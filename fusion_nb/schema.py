@@ -63,7 +63,9 @@ _DEFS = {
             'test_f1_at_0_5': _metric, 'train_time_s': {'type': 'number', 'minimum': 0},
             'epochs': _count, 'best_epoch': {'type': ['integer', 'null'], 'minimum': 0}, 'best_val_ap': _metric,
             'n_parameters': {'type': ['integer', 'null'], 'minimum': 0}, 'checkpoint': {'type': ['string', 'null']},
-            'modality_weights': {'$ref': '#/$defs/modality_weights'}, 'history': {'$ref': '#/$defs/history'}}},
+            'modality_weights': {'$ref': '#/$defs/modality_weights'}, 'history': {'$ref': '#/$defs/history'},
+            'finished': {'type': 'boolean', 'description': 'false: training stopped early (a diverging model in a stack), '
+                                                          'scored from its best epoch'}}},
     'views': {'description': 'which inputs the model saw: both (fusion), gnn only, seq only, tabular (trees), tabular+both (trees with both embeddings)',
               'enum': ['both', 'gnn', 'seq', 'tabular', 'tabular+both']},
     'comparison': {
@@ -125,7 +127,9 @@ RESULTS_SCHEMA = {
         'run': {'type': 'object', 'required': ['dir', 'name', 'started', 'duration_s'],
                 'properties': {'dir': {'type': 'string', 'minLength': 1}, 'name': {'type': 'string', 'minLength': 1},
                                'started': {'type': 'string', 'pattern': r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}'},
-                               'duration_s': {'type': 'number', 'minimum': 0}}},
+                               'duration_s': {'type': 'number', 'minimum': 0},
+                               'diverged': {'type': 'object', 'additionalProperties': {'type': 'string'},
+                                            'description': 'model name -> why its training stopped (non-finite loss)'}}},
         'params': {'type': 'object', 'required': ['model', 'dataset', 'seed', 'seeds'],
                    'properties': {'model': {'type': 'string', 'minLength': 1}, 'dataset': {'type': 'string', 'minLength': 1},
                                   'seed': {'type': 'integer'}, 'seeds': {'type': 'integer', 'minimum': 1},
