@@ -25,7 +25,7 @@ from .sequence_view import build_histories, resolve_seq_preset
 from .graph_view import gnn_config
 from .baselines import tabular_features, fit_trees, score_trees
 from .embeddings import EmbeddingStore, load_embeddings, import_legacy_pickles, make_demo_embeddings
-from .fusion import resolve_models, build_head, select_views
+from .fusion import HEAD_DROPOUT, HEAD_HIDDEN_DIM, resolve_models, build_head, select_views
 from .train import (TrainConfig, fit, predict_proba, seed_everything, resume_progress, progress_line, format_seconds,
                              plural)
 from .stack import fit_stacked
@@ -80,8 +80,8 @@ class ExperimentConfig:
     batch_size: int = TrainConfig.batch_size   # training batch of the heads
     lr: float = TrainConfig.lr                 # AdamW learning rate of the heads
     patience: int = TrainConfig.patience       # early stopping: epochs without a better validation AP
-    hidden_dim: int = 64              # hidden width of the fusion heads
-    dropout: float = 0.3              # dropout in the fusion heads
+    hidden_dim: int = HEAD_HIDDEN_DIM # hidden width of the fusion heads
+    dropout: float = HEAD_DROPOUT     # dropout in the fusion heads
     focal_gamma: float = TrainConfig.focal_gamma   # focusing exponent of the heads' focal loss (0: weighted cross-entropy)
     seed: int = TrainConfig.seed      # base seed: data, encoders, and the first head seed
     seeds: int = 3                    # heads are trained with seeds seed, seed+1, ...; metrics report mean and spread

@@ -17,8 +17,8 @@ import torch.nn as nn
 from .layers import FastDropout, FastTanh
 
 # %% auto #0
-__all__ = ['HEADS', 'VIEWS', 'FusionHead', 'SimpleFusion', 'AttentionFusion', 'GatedFusion', 'CrossModalFusion', 'resolve_models',
-           'build_head', 'select_views']
+__all__ = ['HEAD_HIDDEN_DIM', 'HEAD_DROPOUT', 'HEADS', 'VIEWS', 'FusionHead', 'SimpleFusion', 'AttentionFusion', 'GatedFusion',
+           'CrossModalFusion', 'resolve_models', 'build_head', 'select_views']
 
 # %% ../nbs/06_fusion.ipynb #3a24b764
 def _projection(in_dim, hidden_dim, relu=True):
@@ -40,11 +40,13 @@ def _xavier_init(module):
         if module.bias is not None: nn.init.zeros_(module.bias)
 
 # %% ../nbs/06_fusion.ipynb #8cc88a0a
+HEAD_HIDDEN_DIM, HEAD_DROPOUT = 64, 0.3   # the heads' width and dropout, declared once (runs and torchrun read them)
+
 class FusionHead(nn.Module):
     "Base class of the fusion heads: `forward(gnn, seq)` gives logits, `forward_with_weights` adds modality weights."
     short_name = None
 
-    def __init__(self, gnn_dim, seq_dim, hidden_dim=256, dropout=0.4, num_classes=2, **extra):
+    def __init__(self, gnn_dim, seq_dim, hidden_dim=HEAD_HIDDEN_DIM, dropout=HEAD_DROPOUT, num_classes=2, **extra):
         super().__init__()
         if min(gnn_dim, seq_dim) < 1 or hidden_dim < 2:
             raise ValueError(f"{type(self).__name__}: expected gnn_dim, seq_dim >= 1 and hidden_dim >= 2, "
@@ -65,7 +67,7 @@ class SimpleFusion(FusionHead):
     "Concatenate both views and classify with a three-block MLP; no modality weights."
     short_name = 'Simple'
 
-    def __init__(self, gnn_dim, seq_dim, hidden_dim=256, dropout=0.4, num_classes=2):
+    def __init__(self, gnn_dim, seq_dim, hidden_dim=HEAD_HIDDEN_DIM, dropout=HEAD_DROPOUT, num_classes=2):
         super().__init__(gnn_dim, seq_dim, hidden_dim, dropout, num_classes)
         self.fusion = nn.Sequential(
             nn.Linear(gnn_dim + seq_dim, hidden_dim * 2), nn.BatchNorm1d(hidden_dim * 2), nn.ReLU(), FastDropout(dropout),
@@ -85,7 +87,7 @@ class AttentionFusion(FusionHead):
     "Project both views, weigh them with a per-transaction softmax over the two views, classify the weighted sum."
     short_name = 'Attention'
 
-    def __init__(self, gnn_dim, seq_dim, hidden_dim=256, dropout=0.4, num_classes=2):
+    def __init__(self, gnn_dim, seq_dim, hidden_dim=HEAD_HIDDEN_DIM, dropout=HEAD_DROPOUT, num_classes=2):
         super().__init__(gnn_dim, seq_dim, hidden_dim, dropout, num_classes)
         self.gnn_proj, self.seq_proj = _projection(gnn_dim, hidden_dim), _projection(seq_dim, hidden_dim)
         self.attention = nn.Sequential(nn.Linear(hidden_dim * 2, hidden_dim), FastTanh(),
@@ -104,7 +106,7 @@ class GatedFusion(FusionHead):
     "Project both views, mix them unit by unit with a sigmoid gate (g for graph, 1-g for sequence), classify."
     short_name = 'Gated'
 
-    def __init__(self, gnn_dim, seq_dim, hidden_dim=256, dropout=0.4, num_classes=2):
+    def __init__(self, gnn_dim, seq_dim, hidden_dim=HEAD_HIDDEN_DIM, dropout=HEAD_DROPOUT, num_classes=2):
         super().__init__(gnn_dim, seq_dim, hidden_dim, dropout, num_classes)
         self.gnn_proj, self.seq_proj = _projection(gnn_dim, hidden_dim), _projection(seq_dim, hidden_dim)
         self.gate = nn.Sequential(nn.Linear(hidden_dim * 2, hidden_dim), FastTanh(),
@@ -124,7 +126,7 @@ class CrossModalFusion(FusionHead):
     "Split each view into tokens, cross-attend graph<->sequence, attention-pool all tokens, classify."
     short_name = 'CrossModal'
 
-    def __init__(self, gnn_dim, seq_dim, hidden_dim=256, dropout=0.4, num_classes=2, n_tokens=4, num_heads=4):
+    def __init__(self, gnn_dim, seq_dim, hidden_dim=HEAD_HIDDEN_DIM, dropout=HEAD_DROPOUT, num_classes=2, n_tokens=4, num_heads=4):
         if n_tokens < 2 or hidden_dim % n_tokens:
             raise ValueError(f"CrossModalFusion: hidden_dim ({hidden_dim}) must split into n_tokens >= 2 equal tokens; "
                              f"got n_tokens={n_tokens}. Choose n_tokens dividing hidden_dim (e.g. 4 for 256).")
@@ -207,7 +209,7 @@ def resolve_models(spec) -> list[str]:
         raise ValueError(f"Model spec {spec!r} names no fusion head; use one of {', '.join(HEADS)} or 'all'.")
     return names
 
-def build_head(name, gnn_dim, seq_dim, hidden_dim=256, dropout=0.4, **kwargs) -> FusionHead:
+def build_head(name, gnn_dim, seq_dim, hidden_dim=HEAD_HIDDEN_DIM, dropout=HEAD_DROPOUT, **kwargs) -> FusionHead:
     "A new, untrained head `name` (any spelling `resolve_models` accepts) for views of width `gnn_dim` and `seq_dim`."
     names = resolve_models(name)
     if len(names) != 1:
