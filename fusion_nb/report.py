@@ -394,7 +394,8 @@ def md_code(text) -> str:
 
 
 # %% ../nbs/09_report.ipynb #684d94c6
-def _markdown_table(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
+    "A GitHub Markdown table of `frame`'s columns, every header and cell escaped (no `tabulate` dependency)."
     cells = [[md_escape(c) for c in frame.columns]] + [[md_escape(v) for v in row] for row in frame.itertuples(index=False)]
     lines = ['| ' + ' | '.join(r) + ' |' for r in cells]
     return '\n'.join([lines[0], '|' + '---|' * len(frame.columns), *lines[1:]])
@@ -422,13 +423,13 @@ def _verdict_lines(results: dict, v: dict | None, plots) -> list[str]:
            f"baseline (the strongest model that is not a fusion head, trees and single views included) are the models with the "
            f"highest mean validation AP over seeds; only then are they compared on the test transactions. "
            f"AP is the {md_escape(v['ap_definition'])} here and in every table below.", '']
-    if picked: out += [_markdown_table(pd.DataFrame(picked)), '']
+    if picked: out += [markdown_table(pd.DataFrame(picked)), '']
     out += [f'- {md_escape(s)}' for s in v['sentences']] + ['', f"Method: {md_escape(v['method'])}."]
     rows = [{'comparison': f"{v['best_fusion']} vs {c['other']}", 'role of the other': c['role'].removeprefix('the '),
              'AP fusion': f"{c['ap_a']:.3f}", 'AP other': f"{c['ap_b']:.3f}", 'difference': f"{c['diff']:+.3f}",
              f"{c['ci']:.0%} CI": f"[{c['low']:+.3f}, {c['high']:+.3f}]", 'outcome': c['outcome'],
              'one-sided p': f"{c['p_value_one_sided']:.4f}"} for c in v['comparisons']]
-    if rows: out += ['', _markdown_table(pd.DataFrame(rows))]
+    if rows: out += ['', markdown_table(pd.DataFrame(rows))]
     out += [f'', f'![verdict](verdict.png)'] if any(Path(p).name == 'verdict.png' for p in plots) else []
     return out
 
@@ -449,7 +450,7 @@ def _summary_text(results: dict, predictions: dict | None, verdict_result: dict 
                                for k in ('average_precision', 'roc_auc', 'f1', 'precision', 'recall')},
                             'threshold': [f'{t:.3f}' if np.isfinite(t) else 'n/a' for t in table['threshold']]})
     out += ['', '## Test metrics', '', 'Mean ± std over seeds of each seed\'s test metric (AP: the verdict\'s AP); F1, precision and '
-            'recall at the threshold chosen on validation.', '', _markdown_table(metrics)]
+            'recall at the threshold chosen on validation.', '', markdown_table(metrics)]
     if predictions is not None:
         budget = alert_budget_table(results, predictions, budgets)
         wide = pd.DataFrame({'model': _scored_models(results, predictions)})
@@ -457,7 +458,7 @@ def _summary_text(results: dict, predictions: dict | None, verdict_result: dict 
             sub = budget[budget.budget == b].set_index('model')
             for metric in ('precision', 'recall'):
                 wide[f'{metric} @ top {b * 100:g}%'] = [f'{v:.3f}' if np.isfinite(v) else 'n/a' for v in sub[metric].reindex(wide.model)]
-        out += ['', '## At a fixed alert budget', '', 'Top share of test transactions by seed-averaged score flagged.', '', _markdown_table(wide)]
+        out += ['', '## At a fixed alert budget', '', 'Top share of test transactions by seed-averaged score flagged.', '', markdown_table(wide)]
     others = [p for p in plots if Path(p).name != 'verdict.png']
     if others: out += ['', '## Plots', ''] + [f'![{Path(p).stem}]({Path(p).name})' for p in others]
     return '\n'.join(out) + '\n'

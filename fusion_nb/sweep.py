@@ -89,24 +89,18 @@ def leaderboard(results_list: list[dict]) -> pd.DataFrame:
             .set_index('model'))
 
 # %% ../nbs/11b_sweep.ipynb #ff685588
-def _markdown_table(frame: pd.DataFrame) -> str:
-    "A GitHub markdown table of `frame` (index included), without the optional `tabulate` dependency."
-    frame = frame.reset_index()
-    lines = ['| ' + ' | '.join(map(str, frame.columns)) + ' |', '|' + '---|' * len(frame.columns)]
-    lines += ['| ' + ' | '.join(str(v) for v in row) + ' |' for row in frame.itertuples(index=False)]
-    return '\n'.join(lines)
-
 def _mean_pm_std(mean, std) -> str:
     return 'n/a' if mean is None or mean != mean else f'{mean:.4f} ± {std:.4f}'
 
 def leaderboard_markdown(board: pd.DataFrame, failed: list[SweepRun] = (), title: str = 'Sweep leaderboard') -> str:
     "The leaderboard as markdown: mean ± sample std over seeds per model, then any failed runs with their error files."
     import pandas as pd
+    from fusion_nb.report import markdown_table
     shown = pd.DataFrame({'views': board['views'], 'seeds': board['n_seeds']}, index=board.index)
     for k, label in LEADERBOARD_METRICS.items():
         shown[label] = [_mean_pm_std(m, s) for m, s in zip(board[f'{k}_mean'], board[f'{k}_std'])]
     text = (f'# {title}\n\nTest metrics at the validation-tuned threshold: mean ± sample std over seeds, '
-            f'best average precision (AP) first.\n\n' + (f'{_markdown_table(shown)}\n' if len(board) else 'No run finished.\n'))
+            f'best average precision (AP) first.\n\n' + (f'{markdown_table(shown.reset_index())}\n' if len(board) else 'No run finished.\n'))
     if failed:
         text += '\n## Failed runs\n\n' + '\n'.join(f'- {r.name} (exit {r.returncode}): {r.error_file}' for r in failed) + '\n'
     return text
