@@ -3,7 +3,8 @@
 #   make test   every notebook's tests (nbdev-test)
 #   make docs   the documentation site in _docs/ (nbdev-docs, with Quarto from PyPI)
 # Each first makes .venv and installs fusion_nb[dev] with torch: the CUDA build where `nvidia-smi` works, else the
-# CPU build. The install is redone only when pyproject.toml changes (the stamp holds its hash).
+# CPU build; and XGBoost for the Trees baseline: `xgboost` (CUDA-capable) where `nvidia-smi` works, else `xgboost-cpu`.
+# The install is redone only when pyproject.toml changes (the stamp holds its hash).
 # Options: make run MODEL=all ARGS="--seeds 5"; make test ARGS=nbs/11_cli.ipynb; PYTHON=python3.12.
 
 PYTHON ?= python3
@@ -65,6 +66,9 @@ setup:
 			$(BIN)/pip install $(PIP_NET) torch; \
 		fi; \
 	fi; \
+	if $(BIN)/python -c 'import xgboost' 2> /dev/null; then :; \
+	elif nvidia-smi > /dev/null 2>&1; then $(BIN)/pip install $(PIP_NET) xgboost; \
+	else $(BIN)/pip install $(PIP_NET) xgboost-cpu || echo "make: no xgboost-cpu wheel: the Trees baseline falls back to scikit-learn"; fi; \
 	$(BIN)/pip install $(PIP_NET) -e ".[dev]"; \
 	echo "$$key" > $(STAMP); \
 	echo "make: $(VENV) is ready (activate it with: . $(BIN)/activate)"
