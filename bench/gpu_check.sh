@@ -11,7 +11,9 @@
 #    simulated transactions), once full-batch and once with the GNN on sampled mini-batches (--gnn-fanout 10,10).
 #    With one GPU that is one rank (NCCL initialised, no all-reduce): NCCL refuses two ranks on one device;
 # 4. the default run's 9 heads (Gated x 3 views x 3 seeds, width 64, batch 1024) one at a time with fit vs stacked
-#    with fusion_nb.stack.fit_stacked (bench/stacked_step.py, issue 13): sample-models/s side by side.
+#    with fusion_nb.stack.fit_stacked (bench/stacked_step.py, issue 13): sample-models/s side by side;
+# 5. the training step (bench/cuda_step.py, issue 13): eager vs captured CUDA graph vs torch.compile, fp32 vs bf16, and
+#    9 stacked heads eager vs captured; then the CUDA tests of nbs/06b_cuda_step.ipynb.
 # Figures are printed and written under OUT_DIR (default outputs/bench/<timestamp>_gpu/).
 # Settings via the environment: DEVICE (default cuda), ROWS (training rows, default 1000000), HIDDEN (head widths,
 # default "64 256"), SCORE_ROWS (default 1000000), THREADS (CPU threads, default 4). Each step has a time limit; a step
@@ -84,5 +86,13 @@ done
 echo; echo "== 4. the run's 9 heads on $DEVICE: one at a time (fit) vs stacked (fit_stacked) =="
 timeout 240 $PY bench/stacked_step.py --device "$DEVICE" --threads "$THREADS" --rows "$ROWS" --epochs 1 --repeat 1 \
     --out "$OUT/stacked_step" || { echo "STEP 4 FAILED or timed out (exit $?)"; FAILED="$FAILED 4"; }
+echo; echo "== 5. the training step on $DEVICE: eager vs captured CUDA graph vs torch.compile, fp32 vs bf16, 9 stacked heads =="
+timeout 420 $PY bench/cuda_step.py --device "$DEVICE" --threads "$THREADS" --rows "$ROWS" --out "$OUT/cuda_step" \
+    || { echo "STEP 5 FAILED or timed out (exit $?)"; FAILED="$FAILED 5"; }
+if command -v nbdev-test >/dev/null; then
+  timeout 300 nbdev-test nbs/06b_cuda_step.ipynb >"$OUT/cuda_step_tests.log" 2>&1 \
+    && echo "nbs/06b_cuda_step.ipynb tests passed (its CUDA tests run only where torch sees a GPU)" \
+    || { echo "STEP 5 (06b_cuda_step tests) FAILED or timed out; last lines of $OUT/cuda_step_tests.log:"; tail -n 25 "$OUT/cuda_step_tests.log"; FAILED="$FAILED 5-tests"; }
+else echo "nbdev-test not installed (pip install -e '.[dev]'): the CUDA tests of nbs/06b_cuda_step.ipynb were not run"; fi
 echo; echo "gpu_check done in $(( $(date +%s) - START )) s; figures in $OUT${FAILED:+; FAILED steps:$FAILED}"
 [ -z "$FAILED" ]
