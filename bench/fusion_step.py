@@ -1,4 +1,6 @@
 """(a) Fusion training step: the legacy notebooks' per-sample Dataset + DataLoader loop vs fusion_nb.train.fit, and scoring.
+On CUDA fit runs its default captured CUDA-graph step (TrainConfig.cuda_graph='auto') and, as a third loop, the eager
+step (cuda_graph='off'); the `path` column says how each fit's step ran (CapturedStep.path).
 
 Same head, same data, same batch size and epochs for both loops; prints samples/s of each, the speed-up,
 this machine's fp32 matmul rate measured in the same run (matrices shaped like the head's Linear layers,
@@ -15,6 +17,7 @@ import time
 import common
 
 SCORE_TARGET = 200_000          # transactions/s on CPU
+LOOPS = ('legacy DataLoader', 'fusion_nb fit', 'fusion_nb fit, eager')   # the last on CUDA only (cuda_graph=off)
 
 
 def add_args(ap):
@@ -150,7 +153,8 @@ def run(args, out) -> list[str]:
     import numpy as np, torch
     from fusion_nb.env import resolve_device
     from fusion_nb.fusion import build_head
-    from fusion_nb.train import TrainConfig, fit, predict_proba, seed_everything
+    from fusion_nb.engine import seed_everything
+    from fusion_nb.train import TrainConfig, fit, predict_proba
     device = resolve_device(args.device)
     rows = args.rows or (50_000 if args.quick else 200_000)
     epochs = args.epochs or (1 if args.quick else 2)
@@ -174,14 +178,15 @@ def run(args, out) -> list[str]:
             layer_rate = head_matmul_rate(shapes, bs, device)
             matmul.append(dict(shape=f'{args.model} h{hidden} layers @ batch {bs}', device=str(device), gflops=layer_rate))
             result = {}
-            for loop in ('legacy DataLoader', 'fusion_nb fit'):
+            for loop in LOOPS[:2] + (LOOPS[2:] if device.type == 'cuda' else ()):
                 seed_everything(0)
                 head = build_head(args.model, args.emb_dim, args.emb_dim, hidden_dim=hidden, dropout=0.3).to(device)
-                t0 = time.perf_counter()
-                if loop.startswith('legacy'): legacy_fit(head, train, val, bs, epochs, device)
-                else:
-                    cfg = TrainConfig(epochs=epochs, batch_size=bs, patience=epochs + 1, device=str(device))
-                    fit(head, train, val, cfg); common.sync(device)
+                t0, paths = time.perf_counter(), []
+                if loop.startswith('legacy'): legacy_fit(head, train, val, bs, epochs, device); paths.append('eager')
+                else:       # cuda_graph 'auto' (the default): fit's step replays as a captured CUDA graph on CUDA
+                    cfg = TrainConfig(epochs=epochs, batch_size=bs, patience=epochs + 1, device=str(device),
+                                      cuda_graph='off' if loop.endswith('eager') else 'auto')
+                    fit(head, train, val, cfg, on_epoch=lambda info: paths.append(info['step_path'])); common.sync(device)
                 secs = time.perf_counter() - t0
                 rate = rows * epochs / secs
                 result[loop] = rate
@@ -189,10 +194,11 @@ def run(args, out) -> list[str]:
                                      epochs=epochs, seconds=round(secs, 2), samples_per_s=round(rate),
                                      flops_per_sample=fps, gflops=round(rate * fps / 1e9, 2),
                                      pct_of_square_mm=round(100 * rate * fps / 1e9 / sq_rate, 1),
-                                     pct_of_layer_mm=round(100 * rate * fps / 1e9 / layer_rate, 1)))
-                if not loop.startswith('legacy'): trained[hidden] = head
-            training[-1]['speedup'] = round(result['fusion_nb fit'] / result['legacy DataLoader'], 2)
-            training[-2]['speedup'] = 1.0
+                                     pct_of_layer_mm=round(100 * rate * fps / 1e9 / layer_rate, 1),
+                                     path=paths[-1] if paths else '?'))
+                print(f"  {loop} h{hidden} b{bs}: {rate:,.0f} samples/s, step path: {paths[-1] if paths else '?'}", flush=True)
+                if loop == 'fusion_nb fit': trained[hidden] = head
+            for r in training[-len(result):]: r['speedup'] = round(result[r['loop']] / result['legacy DataLoader'], 2)
         # on an accelerator, also score on its host CPU (first head width only: wide heads are slow there)
         score_devices = [device] + ([torch.device('cpu')] if device.type != 'cpu' and hidden == hidden_dims[0] else [])
         g, s, _ = views(score_rows)
@@ -210,12 +216,15 @@ def run(args, out) -> list[str]:
     plot(training, scoring, out / 'a_fusion_step.png')
     texts = [common.report('(a) fusion training step: legacy DataLoader vs fusion_nb fit', training,
                            ['loop', 'device', 'hidden', 'batch', 'seconds', 'samples_per_s', 'speedup', 'flops_per_sample',
-                            'gflops', 'pct_of_square_mm', 'pct_of_layer_mm'],
+                            'gflops', 'pct_of_square_mm', 'pct_of_layer_mm', 'path'],
                            [f'{rows:,} training rows x {epochs} epoch(s), {args.model} head, views {args.emb_dim}+{args.emb_dim} wide, '
                             f'2,048 validation rows scored each epoch by both loops; threads={torch.get_num_threads()}.',
                             'flops_per_sample = sum over Linear layers of 2*in*out*3 (forward + backward). '
                             'pct_of_square_mm: our GFLOP/s as % of a large square fp32 matmul; '
-                            'pct_of_layer_mm: as % of fp32 matmuls shaped like the head\'s layers at that batch.'],
+                            'pct_of_layer_mm: as % of fp32 matmuls shaped like the head\'s layers at that batch.',
+                            'path: how fit\'s training step ran (CapturedStep.path: graph / graph+bf16 / eager: why; eager: the '
+                            'plain step). On CUDA "fusion_nb fit" is the default (cuda_graph=auto: captured), "fusion_nb fit, '
+                            'eager" the same fit with cuda_graph=off.'],
                            out, 'a_fusion_step'),
              common.report('(a) fp32 matmul rate of this machine (same run)', matmul, ['shape', 'device', 'gflops'],
                            ['best of 5; "layers @ batch B" = forward and both backward products of every Linear layer of the head.'],
@@ -232,10 +241,12 @@ def plot(training, scoring, path):
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     labels = [f"h{r['hidden']} b{r['batch']}" for r in training if r['loop'].startswith('legacy')]
     x = range(len(labels))
-    for j, loop in enumerate(('legacy DataLoader', 'fusion_nb fit')):
+    loops = [loop for loop in LOOPS if any(r['loop'] == loop for r in training)]
+    width = 0.8 / len(loops)
+    for j, loop in enumerate(loops):
         vals = [r['samples_per_s'] for r in training if r['loop'] == loop]
-        axes[0].bar([i + 0.4 * j for i in x], vals, width=0.4, label=loop)
-    axes[0].set_xticks([i + 0.2 for i in x], labels); axes[0].set_ylabel('training samples/s'); axes[0].legend()
+        axes[0].bar([i + width * j for i in x], vals, width=width, label=loop)
+    axes[0].set_xticks([i + 0.4 - width / 2 for i in x], labels); axes[0].set_ylabel('training samples/s'); axes[0].legend()
     axes[0].set_title(f"Fusion training ({training[0]['model']}, {training[0]['device']})")
     lab = [f"{r['device']} h{r['hidden']} b{r['batch']}" for r in scoring]
     axes[1].barh(lab, [r['tx_per_s'] for r in scoring], color='tab:green')

@@ -4,6 +4,8 @@
 #     bash bench/gpu_check.sh [OUT_DIR]
 #
 # 1. the fusion trainer on CUDA at batch 1024: the legacy notebook's per-sample DataLoader loop vs fusion_nb.train.fit
+#    with its default captured CUDA-graph step (cuda_graph=auto) beside fit eager (cuda_graph=off; the `path` column says
+#    how each step ran)
 #    (samples/s, speed-up, fp32 matmul rate of the GPU and our share of it) and predict_proba throughput;
 # 2. the default smoke pipeline (simulate -> views -> heads + single-view twins + trees -> report) on the GPU via
 #    fusion_nb.experiment.run_experiment(smoke=True, device='cuda');
@@ -11,9 +13,12 @@
 #    simulated transactions), once full-batch and once with the GNN on sampled mini-batches (--gnn-fanout 10,10).
 #    With one GPU that is one rank (NCCL initialised, no all-reduce): NCCL refuses two ranks on one device;
 # 4. the default run's 9 heads (Gated x 3 views x 3 seeds, width 64, batch 1024) one at a time with fit vs stacked
-#    with fusion_nb.stack.fit_stacked (bench/stacked_step.py, issue 13): sample-models/s side by side;
+#    with fusion_nb.stack.fit_stacked (bench/stacked_step.py, issue 13): sample-models/s side by side; both loops run
+#    the captured step by default (`path` column);
 # 5. the training step (bench/cuda_step.py, issue 13): eager vs captured CUDA graph vs torch.compile, fp32 vs bf16, and
-#    9 stacked heads eager vs captured; then the CUDA tests of nbs/06b_cuda_step.ipynb.
+#    9 stacked heads eager vs captured; then the CUDA tests of nbs/06b_cuda_step.ipynb;
+# 6. the Trees baseline's XGBoost on CUDA vs CPU (bench/trees_gpu.py, issue 15) and the graph encoders HybridGNN vs
+#    MultiGINE vs MultiPNA on the simulator (bench/multignn_ablation.py, issue 15): fit times and validation AP.
 # Figures are printed and written under OUT_DIR (default outputs/bench/<timestamp>_gpu/).
 # Settings via the environment: DEVICE (default cuda), ROWS (training rows, default 1000000), HIDDEN (head widths,
 # default "64 256"), SCORE_ROWS (default 1000000), THREADS (CPU threads, default 4). Each step has a time limit; a step
@@ -94,5 +99,9 @@ if command -v nbdev-test >/dev/null; then
     && echo "nbs/06b_cuda_step.ipynb tests passed (its CUDA tests run only where torch sees a GPU)" \
     || { echo "STEP 5 (06b_cuda_step tests) FAILED or timed out; last lines of $OUT/cuda_step_tests.log:"; tail -n 25 "$OUT/cuda_step_tests.log"; FAILED="$FAILED 5-tests"; }
 else echo "nbdev-test not installed (pip install -e '.[dev]'): the CUDA tests of nbs/06b_cuda_step.ipynb were not run"; fi
+echo; echo "== 6. issue 15 on $DEVICE: XGBoost trees CUDA vs CPU; graph encoders HybridGNN vs MultiGINE vs MultiPNA =="
+timeout 300 $PY bench/trees_gpu.py || { echo "STEP 6 (trees) FAILED or timed out (exit $?)"; FAILED="$FAILED 6-trees"; }
+timeout 420 $PY bench/multignn_ablation.py --data sim --device "$DEVICE" --only HybridGNN,MultiGINE,MultiPNA --hidden 64 --epochs 100 --lr 5e-3 \
+    || { echo "STEP 6 (multignn) FAILED or timed out (exit $?)"; FAILED="$FAILED 6-multignn"; }
 echo; echo "gpu_check done in $(( $(date +%s) - START )) s; figures in $OUT${FAILED:+; FAILED steps:$FAILED}"
 [ -z "$FAILED" ]

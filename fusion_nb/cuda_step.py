@@ -10,13 +10,14 @@ Docs: https://fusion-nb.github.io/fusion_nb/cuda_step.html.md"""
 # %% ../nbs/06b_cuda_step.ipynb #692ea65b
 from __future__ import annotations
 import sys, warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from unittest import mock
 import torch
 
 # %% auto #0
-__all__ = ['WARMUP_STEPS', 'AMP_TRIAL_STEPS', 'AMP_MARGIN', 'capturable_adamw', 'set_lr', 'CaptureFallbackWarning',
-           'CapturedStep', 'captured_step']
+__all__ = ['WARMUP_STEPS', 'AMP_TRIAL_STEPS', 'AMP_MARGIN', 'CUDA_GRAPH', 'capturable_adamw', 'set_lr', 'CaptureFallbackWarning',
+           'CapturedStep', 'captured_step', 'wants_capture', 'step_amp', 'plain_lrs', 'simulated_cuda']
 
 # %% ../nbs/06b_cuda_step.ipynb #6d2c2c43
 def _lr_tensor(lr, device) -> torch.Tensor:
@@ -343,3 +344,60 @@ def _close(self: CapturedStep):
     self.reason = self.reason or 'closed'
 
 CapturedStep.path, CapturedStep.close = property(_path), _close
+
+# %% ../nbs/06b_cuda_step.ipynb #a6bf4c3d
+CUDA_GRAPH = ('auto', 'on', 'off')   # TrainConfig.cuda_graph: on CUDA in one process / always try / never
+
+def wants_capture(choice: str, device, world_size: int = 1) -> bool:
+    "Whether a trainer wraps its step in `captured_step`: 'auto' on CUDA in one process, 'on' always, 'off' never."
+    if choice not in CUDA_GRAPH:
+        raise ValueError(f"cuda_graph must be one of {list(CUDA_GRAPH)} (auto: a captured CUDA graph step on CUDA in "
+                         f"one process; on: try everywhere, eager with one warning where it cannot; off: never), "
+                         f"got {choice!r}.")
+    if choice != 'auto': return choice == 'on'
+    return torch.device(device).type == 'cuda' and world_size == 1
+
+def step_amp(amp: bool):
+    "The wrapper's `amp` for a trainer's flag: bf16 autocast where it measures faster ('auto'), or float32 (False)."
+    return 'auto' if amp else False
+
+def plain_lrs(state: dict) -> dict:
+    "An optimizer's or scheduler's `state_dict` with float learning rates and the capturable flag off, as saved."
+    for group in state.get('param_groups', ()):
+        group['lr'] = float(group['lr'])
+        if 'capturable' in group: group['capturable'] = False   # the wrapper sets it again on CUDA
+    if '_last_lr' in state: state['_last_lr'] = [float(lr) for lr in state['_last_lr']]
+    return state
+
+# %% ../nbs/06b_cuda_step.ipynb #72bbc272
+class _SimulatedGraph:
+    "A CUDA graph's stand-in on the CPU: `replay` runs the recorded step on the static inputs, keeping its output."
+    def __init__(self, owner: _Graph, run): self.owner, self.run = owner, run
+    def replay(self): self.owner.outputs = _detached(self.run())
+
+def _simulated_capture(step_fn, inputs, params, amp: bool) -> _Graph:
+    "Record `step_fn(*inputs)` without running it, as a capture does."
+    graph = _Graph(None, None, [p.grad for p in params], amp)
+    graph.graph = _SimulatedGraph(graph, lambda: step_fn(*inputs))
+    return graph
+
+class _NoStream:
+    "A CUDA stream's stand-in: nothing to wait for."
+    def wait_stream(self, other): pass
+
+@contextmanager
+def simulated_cuda():
+    "Drive `CapturedStep`'s CUDA path (warm-up, capture, replay) on the CPU, for tests; the optimizer stays a CPU one."
+    make_capturable = _make_capturable
+    def lr_tensors(optimizer):               # the lr as on CUDA; the capturable flag needs CUDA parameters
+        undo = make_capturable(optimizer)
+        for group in optimizer.param_groups: group['capturable'] = False
+        return undo
+    names = dict(_capture=_simulated_capture, _blocker=lambda optimizer, batch: None, _make_capturable=lr_tensors)
+    saved = {name: globals()[name] for name in names}
+    globals().update(names)
+    try:
+        with mock.patch.multiple('torch.cuda', Stream=lambda device=None: _NoStream(), current_stream=_NoStream,
+                                 stream=lambda stream: nullcontext()):
+            yield
+    finally: globals().update(saved)

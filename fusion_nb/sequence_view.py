@@ -20,13 +20,14 @@ from .env import resolve_device, shard_rows, world, wrap_ddp
 from .layers import FastDropout, FastTanh
 from .transactions import Transactions
 from .splits import check_split, labelled_mask
-from .train import progress_line, format_seconds, plural
+from .engine import (GRAD_CLIP, EarlyStopping, adamw, detached_state, encoder_line, loss_share, optimizer_step,
+                              positive_weight, progress_line, seed_rank)
 
 # %% auto #0
-__all__ = ['REL_FEATURES', 'SEQ_PRESETS', 'step_feature_names', 'tx_step_features', 'Histories', 'build_histories',
-           'upstream_trail', 'gather_sequences', 'BiLSTM_Attention', 'ResidualGRU', 'LSTM_CNN_Hybrid',
-           'resolve_seq_preset', 'SequenceEncoder', 'SeqTrainResult', 'train_sequence_encoder', 'sequence_embeddings',
-           'sequence_scores']
+__all__ = ['REL_FEATURES', 'SEQ_PRESETS', 'step_feature_names', 'tx_step_features', 'step_feature_scaling',
+           'scaled_step_features', 'Histories', 'build_histories', 'upstream_trail', 'gather_sequences',
+           'BiLSTM_Attention', 'ResidualGRU', 'LSTM_CNN_Hybrid', 'resolve_seq_preset', 'SequenceEncoder',
+           'SeqTrainResult', 'train_sequence_encoder', 'sequence_embeddings', 'sequence_scores']
 
 # %% ../nbs/04_sequence_view.ipynb #0c890027
 _NOT_FEATURES = ('tx_id', 'src', 'dst', 'label')
@@ -74,6 +75,40 @@ def tx_step_features(tx: Transactions, fit_mask=None) -> np.ndarray:
         if non_numeric: raise ValueError(f'feature_columns {non_numeric} are not numeric (dtypes {[str(extras[c].dtype) for c in non_numeric]}); encode them first.')
         cols.append(_standardise(extras.to_numpy(dtype='float64'), fit))
     return np.ascontiguousarray(np.concatenate(cols, axis=1), dtype=np.float32)
+
+# %% ../nbs/04_sequence_view.ipynb #b14s0002
+def _scaled_columns(tx: Transactions) -> tuple[np.ndarray, np.ndarray]:
+    "(values [N, 1 + extras] that `tx_step_features` standardises: log amount (NaN if unknown), extras; missing amount)."
+    f = tx.frame
+    amount = f['amount'].to_numpy(dtype='float64')
+    missing = np.isnan(amount)
+    log_amount = np.where(missing, np.nan, np.log1p(np.where(missing, 0.0, amount)))
+    extras = f[list(tx.feature_columns)].to_numpy(dtype='float64') if tx.feature_columns else np.zeros((len(f), 0))
+    return np.column_stack([log_amount, extras]), missing
+
+def step_feature_scaling(tx: Transactions, fit_mask=None) -> dict:
+    "JSON-able mean and std per standardised step feature (log amount, extras) over the `fit_mask` rows."
+    values, _ = _scaled_columns(tx)
+    ref = values[_fit_rows(fit_mask, len(tx.frame))]
+    with np.errstate(all='ignore'):
+        mean, std = np.nan_to_num(np.nanmean(ref, axis=0)), np.nan_to_num(np.nanstd(ref, axis=0))
+    std = np.where(std > 1e-12, std, 1.0)
+    return dict(columns=['log1p_amount', *tx.feature_columns], mean=[float(m) for m in mean], std=[float(s) for s in std])
+
+def scaled_step_features(tx: Transactions, scaling: dict) -> np.ndarray:
+    "`tx_step_features(tx)` with the mean and std of `scaling` (from `step_feature_scaling`) instead of fitted ones."
+    if scaling['columns'][1:] != list(tx.feature_columns):
+        raise ValueError(f"the scaling covers extras {scaling['columns'][1:]} but the table has feature_columns {list(tx.feature_columns)}.")
+    values, missing = _scaled_columns(tx)
+    scaled = np.clip(np.nan_to_num((values - np.array(scaling['mean'])) / np.array(scaling['std']),
+                             nan=0.0, posinf=10.0, neginf=-10.0), -10, 10)
+    f, n = tx.frame, len(tx.frame)
+    codes = f['type'].cat.codes.to_numpy()
+    types = np.zeros((n, len(f['type'].cat.categories)))
+    types[np.flatnonzero(codes >= 0), codes[codes >= 0]] = 1.0
+    angle = 2 * np.pi * (f['time'].to_numpy() % 24.0) / 24.0
+    cols = [np.where(missing, 0.0, scaled[:, 0])[:, None], missing[:, None], types, np.sin(angle)[:, None], np.cos(angle)[:, None]]
+    return np.ascontiguousarray(np.concatenate(cols + [scaled[:, 1:]], axis=1), dtype=np.float32)
 
 # %% ../nbs/04_sequence_view.ipynb #9233d908
 @dataclass
@@ -410,65 +445,83 @@ def _check_inputs(tx, histories, features=None):
     if features is not None and len(features) != len(tx.frame):
         raise ValueError(f'features have {len(features)} rows but the transactions table has {len(tx.frame)}; compute them with tx_step_features(tx, fit_mask).')
 
+def _sequence_rows(tx: Transactions, split, seed: int, max_train_rows: int | None) -> tuple:
+    "(labels, train rows, val rows): the labelled rows of each split, the train rows subsampled to `max_train_rows`."
+    labels = tx.frame['label'].to_numpy()
+    train_rows = np.flatnonzero(labelled_mask(tx, split, 'train'))
+    val_rows = np.flatnonzero(labelled_mask(tx, split, 'val'))
+    if max_train_rows is not None and len(train_rows) > max_train_rows:
+        train_rows = np.sort(np.random.default_rng(seed).choice(train_rows, max_train_rows, replace=False))
+    n_fraud = int((labels[train_rows] == 1).sum())
+    if n_fraud == 0 or n_fraud == len(train_rows):
+        raise ValueError(f'the train split has {n_fraud} fraud rows out of {len(train_rows)} labelled; the sequence encoder needs both classes (check the split or max_train_rows).')
+    return labels, train_rows, val_rows
+
+def _sequence_step(model: nn.Module, loss_fn, optimizer, params, world_size: int):
+    "`step(x, mask, current, y, batch_rows) -> loss sum of these rows`: this rank's share of the batch mean, one optimiser step."
+    params = list(params)
+    def step(x, mask, current, y, batch_rows):
+        loss_sum = loss_fn(model(x, mask, current), y)
+        optimizer_step(loss_share(loss_sum, batch_rows, world_size), optimizer, params, GRAD_CLIP)
+        return loss_sum.detach()
+    return step
+
+def _sequence_epoch(step, order, train_rows, y_train, features_t, hist_t, batch_size: int, world_size: int, rank: int) -> float:
+    "One epoch over `order` (positions in `train_rows`), this rank's share of every batch; the loss summed over all ranks."
+    dev = features_t.device
+    total = torch.zeros((), dtype=torch.float32 if dev.type == 'mps' else torch.float64, device=dev)
+    for batch in _batches(order, batch_size):
+        if len(batch) < world_size: continue                               # every rank needs a row; the same on all ranks
+        pos = shard_rows(batch, rank, world_size)                            # this rank's share of the batch
+        r = torch.as_tensor(train_rows[pos], device=dev)
+        x, mask = gather_sequences(features_t, hist_t, r)
+        total += step(x, mask, features_t[r], y_train[torch.as_tensor(pos, device=dev)], len(batch))
+    if world_size > 1: torch.distributed.all_reduce(total)
+    return float(total)
+
 def train_sequence_encoder(tx: Transactions, histories: Histories, split, preset: str = 'BiLSTM_Attention', emb_dim: int = 32,
                            epochs: int = 2, batch_size: int = 1024, lr: float = 1e-3, seed: int = 0, device='auto',
                            max_train_rows: int | None = 200_000,
                            hidden: int | None = 32,   # recurrent width; None: the preset's own width (SEQ_PRESETS)
                            features=None,
-                           select_best: bool = False,
+                           select_best: bool = False, # end with the weights of the epoch of best validation AP
+                           patience: int | None = None,  # stop after this many epochs without a better validation AP (None: never)
                            progress: bool = True,   # print one line when training ends (rank 0 only)
                           ) -> SeqTrainResult:
     "Train a sequence encoder + linear fraud classifier on labelled train rows (class-weighted BCE)."
     start = _time.perf_counter()
     split = check_split(tx, split, where='train_sequence_encoder(split=...)')
     _check_inputs(tx, histories, features)
-    labels = tx.frame['label'].to_numpy()
-    train_rows = np.flatnonzero(labelled_mask(tx, split, 'train'))
-    val_rows = np.flatnonzero(labelled_mask(tx, split, 'val'))
-    rng = np.random.default_rng(seed)
-    if max_train_rows is not None and len(train_rows) > max_train_rows:
-        train_rows = np.sort(rng.choice(train_rows, max_train_rows, replace=False))
-    n_fraud = int((labels[train_rows] == 1).sum())
-    if n_fraud == 0 or n_fraud == len(train_rows):
-        raise ValueError(f'the train split has {n_fraud} fraud rows out of {len(train_rows)} labelled; the sequence encoder needs both classes (check the split or max_train_rows).')
+    labels, train_rows, val_rows = _sequence_rows(tx, split, seed, max_train_rows)
     if features is None: features = tx_step_features(tx, fit_mask=split == 'train')
     dev = resolve_device(device)
     torch.manual_seed(seed)
     encoder = SequenceEncoder(features.shape[1] + len(REL_FEATURES), features.shape[1], preset, emb_dim=emb_dim, hidden=hidden, k=histories.k).to(dev)
     features_t, hist_t = _as_tensor(features, dev), histories.to(dev)
     y_train = torch.as_tensor(labels[train_rows].astype(np.float32), device=dev)   # the only labels on the device
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(train_rows) - n_fraud) / n_fraud, device=dev), reduction='sum')
-    opt = torch.optim.AdamW(encoder.parameters(), lr=lr, weight_decay=1e-5)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(positive_weight(labels[train_rows]), device=dev), reduction='sum')
     world_size, rank = world()
     model = _FraudScorer(encoder) if world_size == 1 else wrap_ddp(_FraudScorer(encoder), dev)   # DDP starts every rank from rank 0's weights
-    if world_size > 1 and rank: torch.manual_seed(seed + 7919 * rank)           # own dropout masks per rank
+    seed_rank(seed)                                                             # own dropout masks per rank under DDP
+    step = _sequence_step(model, loss_fn, adamw(encoder.parameters(), lr, 1e-5), encoder.parameters(), world_size)
     shuffle = torch.Generator().manual_seed(seed)                               # the same batches on every rank
-    history = dict(train_loss=[], val_ap=[])
-    best = (None, -1.0, 0)
-    for epoch in range(epochs):
-        encoder.train(); total = torch.zeros((), dtype=torch.float32 if dev.type == 'mps' else torch.float64, device=dev)
-        for batch in _batches(torch.randperm(len(train_rows), generator=shuffle).numpy(), batch_size):
-            if len(batch) < world_size: continue                               # every rank needs a row; the same on all ranks
-            pos = shard_rows(batch, rank, world_size)                            # this rank's share of the batch
-            r = torch.as_tensor(train_rows[pos], device=dev)
-            x, mask = gather_sequences(features_t, hist_t, r)
-            loss_sum = loss_fn(model(x, mask, features_t[r]), y_train[torch.as_tensor(pos, device=dev)])
-            loss = loss_sum * (world_size / len(batch))                          # share of the batch mean; DDP averages over ranks
-            opt.zero_grad(set_to_none=True); loss.backward()
-            nn.utils.clip_grad_norm_(encoder.parameters(), 1.0); opt.step()
-            total += loss_sum.detach()
-        if world_size > 1: torch.distributed.all_reduce(total)
-        history['train_loss'].append(float(total) / len(train_rows))
-        y_val = labels[val_rows]
+    history, stopper, y_val = dict(train_loss=[], val_ap=[]), EarlyStopping(patience or epochs, epochs), labels[val_rows]
+    for epoch in range(1, epochs + 1):
+        encoder.train()
+        order = torch.randperm(len(train_rows), generator=shuffle).numpy()
+        history['train_loss'].append(_sequence_epoch(step, order, train_rows, y_train, features_t, hist_t, batch_size, world_size, rank) / len(train_rows))
         ap = float(average_precision_score(y_val, _encode(encoder, features_t, hist_t, val_rows, 4 * batch_size, scores=True))) if len(set(y_val)) == 2 else None
         history['val_ap'].append(ap)
-        if select_best and ap is not None and ap > best[1]: best = (copy.deepcopy(encoder.state_dict()), ap, epoch)
-    if select_best and best[0] is not None: encoder.load_state_dict(best[0])
-    else: best = (None, history['val_ap'][-1], epochs - 1)
+        if ap is None: continue
+        stopper.update(epoch, dict(val_ap=ap, val_auc=None, val_loss=None, train_loss=history['train_loss'][-1]),
+                       (lambda: detached_state(encoder)) if select_best else dict)
+        if patience and stopper.stale >= patience: break
+    if select_best and stopper.state: encoder.load_state_dict(stopper.state)
+    best_epoch, best_ap = (stopper.epoch - 1, stopper.val_ap) if select_best and stopper.state else (len(history['val_ap']) - 1, history['val_ap'][-1])
     encoder.eval()
-    result = SeqTrainResult(encoder, features, history, best_epoch=best[2], best_val_ap=best[1], train_time_s=_time.perf_counter() - start)
-    progress_line(f"sequence encoder {encoder.preset}: {plural(epochs, 'epoch')} on {len(train_rows):,} train rows, val AP "
-                  f"{'n/a' if best[1] is None else f'{best[1]:.3f}'} ({format_seconds(result.train_time_s)})", progress)
+    result = SeqTrainResult(encoder, features, history, best_epoch=best_epoch, best_val_ap=best_ap, train_time_s=_time.perf_counter() - start)
+    progress_line(encoder_line('sequence', encoder.preset, len(history['val_ap']), len(train_rows),
+                               f"val AP {'n/a' if best_ap is None else f'{best_ap:.3f}'}", result.train_time_s), progress)
     return result
 
 # %% ../nbs/04_sequence_view.ipynb #dbafd06e

@@ -11,19 +11,26 @@ Docs: https://fusion-nb.github.io/fusion_nb/stack.html.md"""
 # %% ../nbs/07b_stack.ipynb #e25385ec
 from __future__ import annotations
 import copy, math, time, warnings
-from dataclasses import dataclass, asdict, fields
+from dataclasses import dataclass, asdict, field, fields
+from pathlib import Path
+from typing import Callable
 import torch
 import torch.nn as nn
 from torch.func import stack_module_state, functional_call, vmap
-from sklearn.metrics import average_precision_score, roc_auc_score
-from .env import resolve_device
+from .env import resolve_device, shard_rows, world as _world
 from .fusion import select_views
 from .layers import FastDropout
-from .train import (TrainConfig, TrainResult, FocalLoss, class_weights, seed_everything, save_checkpoint,
-                    progress_line, _split_tensors, _epoch_batches, _fit_line, _single_class_warning, _adamw)
+from .engine import (TrainResult, EarlyStopping, FocalLoss, class_weights, seed_everything, seed_rank, progress_line,
+                              split_tensors, epoch_batches, fit_line, single_class_warning, adamw, loss_share,
+                              average_gradients, sync_epoch, validation_metrics, new_history, stopping_state,
+                              restore_stopping, rng_state, restore_rng, fingerprint_differences, load_weights_only,
+                              write_state, check_state_kind, rows_digest)
+from .train import TrainConfig, save_checkpoint, run_fingerprint
+from .cuda_step import captured_step, wants_capture, step_amp, plain_lrs
 
 # %% auto #0
-__all__ = ['stack_key', 'stack_groups', 'vmap_layers', 'clip_per_model', 'StackedFit', 'fit_stacked']
+__all__ = ['STACKED_FORMAT', 'stack_key', 'stack_groups', 'vmap_layers', 'clip_per_model', 'stacked_step', 'read_stacked_state',
+           'StackedFit', 'fit_stacked']
 
 # %% ../nbs/07b_stack.ipynb #87d626e3
 def stack_key(head, views='both'):
@@ -66,8 +73,9 @@ class _Stack:
         self.keys, self.base = list(keys), vmap_layers(heads[0])
         params, self.buffers = stack_module_state([h.to(device) for h in heads])
         self.params = {k: v.detach().requires_grad_() for k, v in params.items()}
-        self.optimizer = _adamw(self.params.values(), config.lr, config.weight_decay)
+        self.optimizer = adamw(self.params.values(), config.lr, config.weight_decay)
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]   # fit's batch order, per model
+        self.step = None   # the captured step (cuda_graph), kept across epochs until the stack changes
 
     def forward(self, gnn, seq, in_dims=0):
         "Logits [N, B, classes] of every live model; `in_dims=None` feeds the same rows to all of them."
@@ -85,11 +93,12 @@ def _keep(stack: _Stack, live: list[bool]):
     old, stack.params = stack.params, {k: v.detach()[rows].requires_grad_() for k, v in stack.params.items()}
     stack.buffers = {k: v[rows] for k, v in stack.buffers.items()}
     group = stack.optimizer.param_groups[0]
-    optimizer = _adamw(stack.params.values(), group['lr'], group['weight_decay'])
+    optimizer = adamw(stack.params.values(), float(group['lr']), group['weight_decay'])   # a tensor when captured
     for name, p in stack.params.items():
         state = stack.optimizer.state.get(old[name], {})
         optimizer.state[p] = {k: (v if k == 'step' else v[rows]).clone() for k, v in state.items()}
     stack.optimizer = optimizer
+    if stack.step is not None: stack.step.close(); stack.step = None   # its graph knows the old tensors
     stack.keys = [k for k, alive in zip(stack.keys, live) if alive]
     stack.generators = [g for g, alive in zip(stack.generators, live) if alive]
 
@@ -102,22 +111,49 @@ def clip_per_model(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     return norms
 
 # %% ../nbs/07b_stack.ipynb #663c96e0
-def _train_epoch(stack: _Stack, data, criterion: FocalLoss, config: TrainConfig) -> torch.Tensor:
-    "One epoch of a stack, one forward, backward and AdamW step per batch; the mean training loss per model [N]."
-    gnn, seq, y = data
-    stack.base.train()
-    per_model = [_epoch_batches(len(y), config.batch_size, g, y.device) for g in stack.generators]
-    loss_sum, seen = torch.zeros(len(stack.keys), device=y.device), 0
-    for batch in zip(*per_model):
-        idx = torch.stack(batch)                                    # [N, B]: each model its own seed's batch order
-        rows = lambda t: t.index_select(0, idx.flatten()).view(*idx.shape, *t.shape[1:])
+def stacked_step(stack: _Stack, criterion: FocalLoss, grad_clip: float | None = None, world_size: int = 1) -> Callable:
+    "The training step of a stack: `step(gnn, seq, y, total) -> losses [N]` on rows [N, B, ...] (one batch per model)."
+    def step(gnn, seq, y, total=None):
         stack.optimizer.zero_grad(set_to_none=True)
-        losses = vmap(criterion)(stack.forward(rows(gnn), rows(seq)), rows(y))
-        losses.sum().backward()
-        if config.grad_clip: clip_per_model([p.grad for p in stack.params.values()], config.grad_clip)
+        loss, weight = vmap(criterion.terms)(stack.forward(gnn, seq), y)              # [N, B] each
+        losses = loss_share(loss.sum(1), weight.sum(1) if total is None else total, world_size)
+        losses.sum().backward()                                  # models share no parameter: each gets its own gradient
+        if world_size > 1: average_gradients(stack.params.values(), world_size)
+        if grad_clip: clip_per_model([p.grad for p in stack.params.values()], grad_clip)
         stack.optimizer.step()
-        loss_sum += losses.detach() * idx.shape[1]
-        seen += idx.shape[1]
+        return losses.detach()
+    return step
+
+def _stacked_batches(stack: _Stack, data, batch_size: int, weight, world_size: int = 1, rank: int = 0):
+    "`((gnn, seq, y, total), rows)` per batch: each model's own batch of its own seeded order, this rank's share of it."
+    gnn, seq, y = data
+    for batch in zip(*[epoch_batches(len(y), batch_size, g, y.device) for g in stack.generators]):
+        idx, rows, total = torch.stack(batch), len(batch[0]), None          # idx [N, B]
+        if world_size > 1:
+            total = weight[y[idx]].sum(1)                        # each model's whole batch weight, as fit's loss shares
+            if rows < 2 * world_size: continue                   # every rank needs 2 rows (BatchNorm); same on all
+            idx = shard_rows(idx.T, rank, world_size).T
+        take = lambda t: t.index_select(0, idx.flatten()).view(*idx.shape, *t.shape[1:])
+        yield (take(gnn), take(seq), take(y), total), rows
+
+def _epoch_step(stack: _Stack, criterion: FocalLoss, config: TrainConfig, world_size: int, device) -> Callable:
+    "This epoch's step: `stacked_step`, or where `cuda_graph` wants it one `captured_step` kept until `_keep` drops it."
+    if not wants_capture(config.cuda_graph, device, world_size): return stacked_step(stack, criterion, config.grad_clip, world_size)
+    if stack.step is None:
+        stack.step = captured_step(stacked_step(stack, criterion, config.grad_clip, world_size), stack.optimizer,
+                                   amp=step_amp(config.amp))
+    return stack.step
+
+def _train_epoch(stack: _Stack, data, criterion: FocalLoss, config: TrainConfig, world_size: int = 1, rank: int = 0):
+    "One epoch of a stack, one step per batch (`_epoch_step`); the mean training loss per model [N]."
+    y = data[2]
+    stack.base.train()
+    step = _epoch_step(stack, criterion, config, world_size, y.device)
+    loss_sum, seen = torch.zeros(len(stack.keys), device=y.device), 0
+    for tensors, rows in _stacked_batches(stack, data, config.batch_size, criterion.alpha, world_size, rank):
+        loss_sum += step(*tensors) * rows
+        seen += rows
+    if world_size > 1: loss_sum, seen = sync_epoch(stack.buffers.values(), loss_sum, seen, world_size)
     return loss_sum / seen
 
 @torch.no_grad()
@@ -130,57 +166,58 @@ def _val_logits(stack: _Stack, gnn, seq, batch_size: int) -> torch.Tensor:
 # %% ../nbs/07b_stack.ipynb #a5350b15
 @dataclass
 class _Record:
-    "One model's early-stopping bookkeeping as `fit` keeps it: history, best epoch and state, epochs without progress."
+    "One model's bookkeeping as `fit` keeps it: history, early stopping with the best state, how its training ended."
     key: object
     config: TrainConfig
     checkpoint_path: object = None
-    best_score: float = -math.inf
-    best_epoch: int = 0
-    best_val_ap: float | None = None
-    best_metrics: dict | None = None
-    best_state: dict | None = None
-    stale: int = 0
     epochs_run: int = 0
     train_time_s: float = 0.0
-    def __post_init__(self): self.history = {k: [] for k in ('train_loss', 'val_loss', 'val_ap', 'val_auc', 'lr')}
+    finished: bool = False          # early-stopped or at its last epoch (not: diverged, or out of epochs for this call)
+    diverged: str | None = None     # the warning that stopped it
+    resumed_from: int = 0
+    def __post_init__(self):
+        self.history, self.stopper = new_history(), EarlyStopping(self.config.patience, self.config.epochs)
 
-    def result(self, finished=True) -> TrainResult:
+    def result(self) -> TrainResult:
         "The `TrainResult` `fit` would return for this model."
-        return TrainResult(history=self.history, best_epoch=self.best_epoch, best_val_ap=self.best_val_ap,
-                           epochs_run=self.epochs_run, train_time_s=self.train_time_s, finished=finished,
+        return TrainResult(history=self.history, best_epoch=self.stopper.epoch, best_val_ap=self.stopper.val_ap,
+                           epochs_run=self.epochs_run, train_time_s=self.train_time_s, finished=self.finished,
+                           resumed_from=self.resumed_from,
                            checkpoint_path=None if self.checkpoint_path is None else str(self.checkpoint_path))
+
+    def state(self) -> dict:
+        "This record in a resume state."
+        return dict(history=self.history, best=stopping_state(self.stopper), epochs_run=self.epochs_run,
+                    train_time_s=self.train_time_s, finished=self.finished, diverged=self.diverged)
+
+    def restore(self, state: dict, device):
+        self.history, self.epochs_run, self.train_time_s = state['history'], state['epochs_run'], state['train_time_s']
+        self.finished, self.diverged, self.resumed_from = state['finished'], state['diverged'], state['epochs_run']
+        self.stopper = restore_stopping(state['best'], self.config.patience, self.config.epochs, device)
 
 # %% ../nbs/07b_stack.ipynb #e82d42ae
 def _diverged(record: _Record, what: str, value: float, epoch: int) -> str:
     "The warning for a model whose loss went non-finite: which model, when, what is kept, what to do."
     return (f"fit_stacked: model {record.key!r} stopped at epoch {epoch}: its {what} loss is {value}. Its best "
-            f"epoch so far ({record.best_epoch or 'none'}) is kept; the other models of its stack go on. Lower lr (now "
+            f"epoch so far ({record.stopper.epoch or 'none'}) is kept; the other models of its stack go on. Lower lr (now "
             f"{record.config.lr}) or keep grad_clip on.")
 
 # %% ../nbs/07b_stack.ipynb #4a0346be
-def _score_epoch(record: _Record, epoch, lr, train_loss, val_logits, val_y, by_ap, criterion, state_of, head):
-    "Record one epoch of one model as `fit` does (history, best state, checkpoint); return (stop, divergence message)."
+def _score_epoch(record: _Record, epoch, lr, train_loss, val_logits, val_y, by_ap, criterion, state_of, head, writer=True):
+    "Record one epoch of one model as `fit` does (history, best state, checkpoint); return whether it stops."
     record.history['lr'].append(lr)
     record.epochs_run = epoch
-    if not math.isfinite(train_loss): return True, _diverged(record, 'training', train_loss, epoch)
-    val_loss = criterion(val_logits, val_y).item()
-    if not math.isfinite(val_loss): return True, _diverged(record, 'validation', val_loss, epoch)
-    val_prob, labels = torch.softmax(val_logits, dim=1)[:, 1].cpu().numpy(), val_y.cpu().numpy()
-    val_ap = float(average_precision_score(labels, val_prob)) if by_ap else None
-    val_auc = float(roc_auc_score(labels, val_prob)) if by_ap else None
-    for key, value in zip(('train_loss', 'val_loss', 'val_ap', 'val_auc'), (train_loss, val_loss, val_ap, val_auc)):
-        record.history[key].append(value)
-    score = val_ap if by_ap else -val_loss
-    if score > record.best_score:
-        record.best_score, record.best_epoch, record.best_val_ap, record.stale = score, epoch, val_ap, 0
-        record.best_state = state_of()
-        record.best_metrics = dict(epoch=epoch, val_ap=val_ap, val_auc=val_auc, val_loss=val_loss,
-                                   train_loss=train_loss, selected_by='val_ap' if by_ap else 'val_loss')
-        if record.checkpoint_path is not None:
-            head.load_state_dict(record.best_state)
-            save_checkpoint(record.checkpoint_path, head, asdict(record.config), record.best_metrics)
-    else: record.stale += 1
-    return record.stale >= record.config.patience or epoch == record.config.epochs, None
+    if not math.isfinite(train_loss): record.diverged = _diverged(record, 'training', train_loss, epoch)
+    else:
+        metrics = dict(train_loss=train_loss, **validation_metrics(criterion, val_logits, val_y, by_ap))
+        if not math.isfinite(metrics['val_loss']): record.diverged = _diverged(record, 'validation', metrics['val_loss'], epoch)
+    if record.diverged: return True
+    for key in ('train_loss', 'val_loss', 'val_ap', 'val_auc'): record.history[key].append(metrics[key])
+    if record.stopper.update(epoch, metrics, state_of) and record.checkpoint_path is not None and writer:
+        head.load_state_dict(record.stopper.state)
+        save_checkpoint(record.checkpoint_path, head, asdict(record.config), record.stopper.metrics)
+    record.finished = record.stopper.done(epoch)
+    return record.finished
 
 # %% ../nbs/07b_stack.ipynb #52003993
 def _schedule(config: TrainConfig):
@@ -189,33 +226,130 @@ def _schedule(config: TrainConfig):
     return stand_in, torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
         stand_in, T_0=config.restart_epochs, T_mult=config.restart_mult)
 
-# %% ../nbs/07b_stack.ipynb #752a9125
-def _fit_group(heads: dict, keys: list, train, val, configs: dict, checkpoint_paths: dict, device):
-    "Train the models `keys` (one architecture, one views choice) as one stack; return their records and divergences."
+# %% ../nbs/07b_stack.ipynb #9a4819cd
+STACKED_FORMAT = 1
+
+def _group_state(stack: _Stack, records: dict, epoch: int, stand_in, scheduler, elapsed: float) -> dict:
+    "One stack after `epoch` as a resume state holds it: its live models' tensors, optimiser, generators, schedule, records."
+    return dict(keys=[str(k) for k in records], epoch=epoch, live=[str(k) for k in stack.keys], elapsed=elapsed,
+                finished=not stack.keys, params={k: v.detach() for k, v in stack.params.items()}, buffers=stack.buffers,
+                optimizer=plain_lrs(stack.optimizer.state_dict()), generators=[g.get_state() for g in stack.generators],
+                stand_in=stand_in.state_dict(), scheduler=scheduler.state_dict(), records=[r.state() for r in records.values()])
+
+def _restore_group(stack: _Stack, records: dict, stand_in, scheduler, state: dict, device) -> int:
+    "Put a stack and its records back as `_group_state` saved them; the epoch it had reached."
+    for record, saved in zip(records.values(), state['records']): record.restore(saved, device)
+    if state['finished']: stack.keys = []; return int(state['epoch'])   # nothing left to train: the records suffice
+    live = [str(k) in state['live'] for k in stack.keys]
+    if any(live) and not all(live): _keep(stack, live)
+    with torch.no_grad():
+        for name, p in stack.params.items(): p.copy_(state['params'][name])
+    stack.buffers = {k: v.to(device) for k, v in state['buffers'].items()}
+    stack.optimizer.load_state_dict(state['optimizer'])
+    for generator, saved in zip(stack.generators, state['generators']): generator.set_state(saved)
+    stand_in.load_state_dict(state['stand_in'])
+    scheduler.load_state_dict(state['scheduler'])
+    return int(state['epoch'])
+
+# %% ../nbs/07b_stack.ipynb #db9442cd
+_STACKED_KEYS = ('format_version', 'kind', 'fingerprint', 'groups', 'rng')
+
+def read_stacked_state(path) -> dict:
+    "The resume state `fit_stacked(..., resume_path=path)` wrote, checked for kind and format (a `fit` state is refused)."
+    path = Path(path)
+    advice = ("Delete it to train these models from the start (or put back an intact copy): fit_stacked writes its "
+              "state atomically, so a damaged one was usually cut short while being copied or synced.")
+    state = load_weights_only(path, 'Resume state', 'fit_stacked(..., resume_path=...)', advice)
+    check_state_kind(path, state, 'stacked')
+    missing = [k for k in _STACKED_KEYS if k not in state] if isinstance(state, dict) else list(_STACKED_KEYS)
+    if missing or state.get('format_version') != STACKED_FORMAT:
+        raise RuntimeError(f"{path} is not a stacked resume state of format {STACKED_FORMAT} (format_version "
+                           f"{state.get('format_version') if isinstance(state, dict) else None!r}, missing {missing}). "
+                           f"Delete it to train these models from the start.")
+    return state
+
+def _stacked_fingerprint(heads: dict, configs: dict, views: dict, train, val, world_size: int) -> dict:
+    "What identifies a stacked run: every model's config, head and views, the data, and the number of ranks."
+    models = {}
+    for key, head in heads.items():
+        one = run_fingerprint(head, configs[key], {})
+        models[str(key)] = dict(config=one['config'], head=one['head'], views=str(views.get(key, 'both')))
+    data = {name: dict(rows=len(y), fraud=int(y.sum()), sample=rows_digest(g, s, y)) for name, (g, s, y) in
+            (('train', train), ('val', val))}
+    return dict(models=models, data=data, world_size=world_size)
+
+# %% ../nbs/07b_stack.ipynb #2cc627c1
+@dataclass
+class _Session:
+    "One `fit_stacked` call: its resume state (read and written), how many epochs it may still train, DDP, callbacks."
+    path: Path | None = None
+    fingerprint: dict | None = None
+    groups: list = field(default_factory=list)   # each stack's latest `_group_state`, in training order
+    rng: dict | None = None                      # the generators when the state was last written
+    budget: float = math.inf                     # epochs this call may still train (`stop_after`)
+    world_size: int = 1
+    rank: int = 0
+    on_epoch: Callable | None = None
+
+    def save(self, index: int, group: dict, device):
+        "Record stack `index`'s state; rank 0 writes the whole resume state (atomically)."
+        self.groups[index:index + 1] = [group]
+        if self.path is None or self.rank: return
+        write_state(self.path, dict(format_version=STACKED_FORMAT, kind='stacked', fingerprint=self.fingerprint,
+                                    groups=self.groups, rng=rng_state(device)))
+
+    def report(self, records: list, epoch: int, step_path: str = 'eager'):
+        "Tell `on_epoch` (rank 0) how each model of `records` stands after `epoch` (`step_path`: how the step ran)."
+        if self.on_epoch is None or self.rank: return
+        for r in records:
+            self.on_epoch(r.key, dict(epoch=r.epochs_run, epochs=r.config.epochs, finished=r.finished, step_path=step_path,
+                                      best_epoch=r.stopper.epoch, best_val_ap=r.stopper.val_ap, train_time_s=r.train_time_s))
+
+# %% ../nbs/07b_stack.ipynb #ef4ecb0a
+def _start_group(heads, keys, configs, checkpoint_paths, device, saved, session):
+    "A stack of `keys` ready for its next epoch: fresh (seeded as `fit` seeds), or as the resume state left it."
     config = _group_config(configs, keys)
-    criterion = FocalLoss(class_weights(train[2].cpu().numpy()), gamma=config.focal_gamma).to(device)
-    by_ap = len(torch.unique(val[2])) == 2
-    if not by_ap: warnings.warn(_single_class_warning(val[2].cpu().numpy(), f'stack of {len(keys)}'), stacklevel=3)
-    seed_everything(configs[keys[0]].seed)
+    if saved is None: seed_everything(configs[keys[0]].seed)
     stack = _Stack([heads[k] for k in keys], keys, [configs[k].seed for k in keys], config, device)
     stand_in, scheduler = _schedule(config)
     records = {k: _Record(k, configs[k], checkpoint_paths.get(k)) for k in keys}
-    diverged, started = {}, time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
-        lr = stand_in.param_groups[0]['lr']
+    epoch = 0 if saved is None else _restore_group(stack, records, stand_in, scheduler, saved, device)
+    if saved is not None and not saved['finished']: restore_rng(session.rng, device)
+    seed_rank(configs[keys[0]].seed, epoch)                       # own dropout masks per rank under DDP
+    return config, stack, stand_in, scheduler, records, epoch, 0.0 if saved is None else saved['elapsed']
+
+def _fit_group(heads: dict, keys: list, train, val, configs: dict, checkpoint_paths: dict, device,
+               session: _Session | None = None, index: int = 0) -> dict:
+    "Train the models `keys` (one architecture, one views choice) as one stack; their records."
+    session = session or _Session()
+    saved = session.groups[index] if index < len(session.groups) else None
+    config, stack, stand_in, scheduler, records, epoch, elapsed = _start_group(heads, keys, configs, checkpoint_paths,
+                                                                               device, saved, session)
+    criterion = FocalLoss(class_weights(train[2].cpu().numpy()), gamma=config.focal_gamma).to(device)
+    by_ap = len(torch.unique(val[2])) == 2
+    if not by_ap and epoch == 0: warnings.warn(single_class_warning(val[2].cpu().numpy(), f'stack of {len(keys)}'), stacklevel=3)
+    started = time.perf_counter() - elapsed
+    while stack.keys and epoch < config.epochs and session.budget > 0:
+        epoch, lr = epoch + 1, stand_in.param_groups[0]['lr']
         for group in stack.optimizer.param_groups: group['lr'] = lr
-        train_loss = _train_epoch(stack, train, criterion, config).tolist()
+        train_loss = _train_epoch(stack, train, criterion, config, session.world_size, session.rank).tolist()
+        step_path = 'eager' if stack.step is None else stack.step.path
         val_logits, live = _val_logits(stack, val[0], val[1], config.eval_batch_size), []
         for i, key in enumerate(stack.keys):
-            stop, message = _score_epoch(records[key], epoch, lr, train_loss[i], val_logits[i], val[2], by_ap,
-                                         criterion, lambda: stack.state_dict(i), heads[key])
+            stop = _score_epoch(records[key], epoch, lr, train_loss[i], val_logits[i], val[2], by_ap, criterion,
+                                lambda: stack.state_dict(i), heads[key], writer=session.rank == 0)
             records[key].train_time_s = time.perf_counter() - started
-            if message: warnings.warn(message, stacklevel=3); diverged[key] = message
+            if records[key].diverged: warnings.warn(records[key].diverged, stacklevel=3)
             live.append(not stop)
-        if not any(live): break
-        if not all(live): _keep(stack, live)
+        trained = [records[k] for k in stack.keys]
+        if not any(live): stack.keys = []                        # the stack is done: nothing left to cut or train
+        elif not all(live): _keep(stack, live)
         scheduler.step()
-    return records, diverged
+        session.budget -= 1
+        session.save(index, _group_state(stack, records, epoch, stand_in, scheduler, time.perf_counter() - started), device)
+        session.report(trained, epoch, step_path)
+    if stack.step is not None: stack.step.close()
+    return records
 
 # %% ../nbs/07b_stack.ipynb #7d8b5d1d
 @dataclass
@@ -229,6 +363,9 @@ def fit_stacked(heads: dict, train, val, configs,
                 views: dict | None = None,             # key -> 'both' | 'gnn' | 'seq' (what select_views keeps); 'both'
                 checkpoint_paths: dict | None = None,  # key -> where save_checkpoint writes that model's best epoch
                 progress: bool = True,                 # one line per model (fit's line) when its stack ends
+                resume_path=None,                      # write a resume state here after every epoch; continue from it
+                stop_after: int | None = None,         # train at most this many stack epochs in this call
+                on_epoch: Callable | None = None,      # on_epoch(key, progress) for each model trained in an epoch
                ) -> StackedFit:
     "Train `heads` (key -> head) on one `(gnn, seq, label)` store, stacking equal models; leave each its best weights."
     keys = list(heads)
@@ -236,18 +373,37 @@ def fit_stacked(heads: dict, train, val, configs,
     missing = [k for k in keys if k not in configs]
     if missing:
         raise ValueError(f"fit_stacked: no TrainConfig for models {missing}; pass configs as key -> TrainConfig.")
+    if stop_after is not None and stop_after < 1: raise ValueError(f"fit_stacked: stop_after must be >= 1 or None, got {stop_after!r}.")
     views, checkpoint_paths = views or {}, checkpoint_paths or {}
     device = resolve_device(configs[keys[0]].device)
-    train, val = _split_tensors(train, device, 'train'), _split_tensors(val, device, 'val')
+    train, val = split_tensors(train, device, 'train'), split_tensors(val, device, 'val')
+    session = _open_session(heads, configs, views, train, val, resume_path, stop_after, on_epoch)
     results, diverged = {}, {}
-    for group in stack_groups(heads, views):
+    for index, group in enumerate(stack_groups(heads, views)):
         choice = views.get(group[0], 'both')
         pick = lambda split: (*select_views(split[0], split[1], choice), split[2])
-        records, failed = _fit_group(heads, group, pick(train), pick(val), configs, checkpoint_paths, device)
+        records = _fit_group(heads, group, pick(train), pick(val), configs, checkpoint_paths, device, session, index)
         for key, record in records.items():
-            if record.best_state is not None: heads[key].load_state_dict(record.best_state)
+            if record.stopper.state is not None: heads[key].load_state_dict(record.stopper.state)
             heads[key].eval()
-            results[key] = record.result(finished=key not in failed)
-            if key not in failed: progress_line(_fit_line(str(key), results[key]), progress)
-        diverged.update(failed)
+            results[key] = record.result()
+            if record.diverged: diverged[key] = record.diverged
+            else: progress_line(fit_line(str(key), results[key]), progress)
     return StackedFit(results, diverged)
+
+def _open_session(heads, configs, views, train, val, resume_path, stop_after, on_epoch) -> _Session:
+    "This call's `_Session`: with `resume_path`, its fingerprint and what an earlier session of the same run left."
+    world_size, rank = _world()
+    session = _Session(budget=math.inf if stop_after is None else stop_after, world_size=world_size, rank=rank,
+                       on_epoch=on_epoch)
+    if resume_path is None: return session
+    session.path, session.fingerprint = Path(resume_path), _stacked_fingerprint(heads, configs, views, train, val, world_size)
+    if not session.path.exists(): return session
+    state = read_stacked_state(session.path)
+    differ = fingerprint_differences(state['fingerprint'], session.fingerprint)
+    if differ:
+        raise ValueError(f"fit_stacked: the resume state {session.path} belongs to another run; it differs in "
+                         f"{'; '.join(differ[:6])}{' ...' if len(differ) > 6 else ''}. Delete it to train these models "
+                         f"from the start, or give this run a resume_path of its own.")
+    session.groups, session.rng = state['groups'], state['rng']
+    return session

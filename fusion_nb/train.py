@@ -1,8 +1,7 @@
-"""Focal loss with class weights, a trainer that batches by slicing device tensors, early stopping on validation average precision, checkpoints that load with `weights_only=True`, and batched prediction.
-`fit` trains a head with focal loss and class weights on batches sliced from device tensors, AdamW with
-cosine restarts, early stopping on validation average precision and resumable per-epoch state;
-`save_checkpoint`/`load_checkpoint` keep the best weights in files that load with `weights_only=True` and
-carry a digest that is checked on load. `progress_line` is the one place progress is printed.
+"""`fit` trains one fusion head with the engine's parts (`06a_engine`: focal loss with class weights, batches sliced
+from device tensors, AdamW with cosine restarts, early stopping on validation average precision) and a resumable
+per-epoch state; `save_checkpoint`/`load_checkpoint`/`load_head` keep the best weights in files that load with
+`weights_only=True` and carry a digest that is checked on load; `predict_proba` scores in batches.
 
 Docs: https://fusion-nb.github.io/fusion_nb/train.html.md"""
 
@@ -11,25 +10,28 @@ Docs: https://fusion-nb.github.io/fusion_nb/train.html.md"""
 # %% ../nbs/07_train.ipynb #a4c12173
 from __future__ import annotations
 
-import hashlib, inspect, io, json, math, random, re, time, warnings
+import hashlib, inspect, io, math, re, time, warnings
 from typing import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from sklearn.metrics import average_precision_score, roc_auc_score
 
-from .env import atomic_write_bytes, atomic_write_text, resolve_device, shard_rows, world as _world, wrap_ddp as _ddp
+from .env import atomic_write_bytes, atomic_write_text, resolve_device, world as _world, wrap_ddp as _ddp
+from .engine import (GRAD_CLIP, FocalLoss, TrainResult, EarlyStopping, class_weights, seed_everything, seed_rank,
+                              progress_line, format_seconds, plural, fit_line, single_class_warning, float_tensor,
+                              split_tensors, epoch_batches, head_batches, head_step, run_epoch, sync_epoch, adamw,
+                              cosine_restarts, mixed_precision, validation_metrics, new_history, detached_state,
+                              stopping_state, restore_stopping, plain, rng_state, restore_rng, rows_digest,
+                              fingerprint_differences, load_weights_only, write_state, check_state_kind)
+from .cuda_step import CUDA_GRAPH, CapturedStep, captured_step, wants_capture, step_amp, plain_lrs
 from .fusion import HEADS, build_head, resolve_models
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'RESUME_FORMAT', 'TrainConfig', 'FocalLoss', 'class_weights', 'seed_everything',
-           'save_checkpoint', 'load_checkpoint', 'load_head', 'read_resume_state', 'resume_progress', 'progress_line',
-           'format_seconds', 'plural', 'TrainResult', 'fit', 'predict_proba']
+__all__ = ['CHECKPOINT_FORMAT', 'RESUME_FORMAT', 'TrainConfig', 'save_checkpoint', 'load_checkpoint', 'load_head',
+           'run_fingerprint', 'read_resume_state', 'resume_progress', 'fit', 'predict_proba']
 
 # %% ../nbs/07_train.ipynb #8cadf862
 @dataclass
@@ -41,15 +43,18 @@ class TrainConfig:
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     patience: int = 6           # epochs without a better validation score before stopping
     focal_gamma: float = 2.0    # focusing exponent of the focal loss (0 = weighted cross-entropy)
-    grad_clip: float | None = 1.0  # max gradient norm; None or 0 disables clipping
+    grad_clip: float | None = GRAD_CLIP  # max gradient norm; None or 0 disables clipping
     restart_epochs: int = 10    # T_0: epochs in the first cosine cycle
     restart_mult: int = 2       # T_mult: each cycle is this many times longer than the last
     seed: int = 0               # seeds dropout, the batch order and (via seed_everything) everything else
     device: str = 'auto'        # 'auto' (cuda > mps > cpu), 'cpu', 'cuda', 'cuda:1', ...
-    amp: bool = True            # mixed precision; only ever used on CUDA
+    amp: bool = True            # mixed precision, only on CUDA: fp16 + GradScaler eagerly; bf16 where faster when captured
+    cuda_graph: str = 'auto'    # the training step as a captured CUDA graph: auto (CUDA, one process), on, off
     eval_batch_size: int = 8192 # batch size for validation and prediction
 
     def __post_init__(self):
+        if isinstance(self.cuda_graph, str): self.cuda_graph = self.cuda_graph.strip().lower()
+        if self.cuda_graph not in CUDA_GRAPH: wants_capture(self.cuda_graph, 'cpu')   # cuda_step owns the message
         checks = dict(epochs=self.epochs >= 1, batch_size=self.batch_size >= 2, lr=self.lr > 0,
                       weight_decay=self.weight_decay >= 0, patience=self.patience >= 1,
                       focal_gamma=self.focal_gamma >= 0, restart_epochs=self.restart_epochs >= 1,
@@ -61,82 +66,7 @@ class TrainConfig:
                              f"restart_mult, eval_batch_size >= 1, batch_size >= 2 (BatchNorm needs two samples), "
                              f"lr > 0 and weight_decay, focal_gamma, grad_clip >= 0.")
 
-# %% ../nbs/07_train.ipynb #399e5222
-class FocalLoss(nn.Module):
-    "Class-weighted focal loss; the focusing term uses the *unweighted* probability of the true class."
-    def __init__(self, alpha=None, gamma=2.0, reduction='mean'):
-        super().__init__()
-        if reduction not in ('mean', 'sum', 'none'):
-            raise ValueError(f"FocalLoss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}.")
-        self.gamma, self.reduction = float(gamma), reduction
-        self.register_buffer('alpha', None if alpha is None else torch.as_tensor(alpha, dtype=torch.float32))
-
-    def forward(self, logits, targets):
-        ce = F.cross_entropy(logits.float(), targets, reduction='none')   # -log p_t, unweighted
-        focus = (-torch.expm1(-ce)).pow(self.gamma)                        # (1 - p_t) ** gamma
-        weight = self.alpha[targets] if self.alpha is not None else torch.ones_like(ce)
-        loss = weight * focus * ce
-        if self.reduction == 'none': return loss
-        if self.reduction == 'sum': return loss.sum()
-        return loss.sum() / weight.sum()
-
-# %% ../nbs/07_train.ipynb #587c5241
-def class_weights(labels, num_classes=2) -> torch.Tensor:
-    "Inverse-frequency class weights, normalised to sum to `num_classes` (the legacy notebook's scheme)."
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or len(labels) == 0:
-        raise ValueError(f"class_weights: expected a non-empty 1-d array of labels, got shape {labels.shape}.")
-    valid = np.isin(labels, np.arange(num_classes))
-    if not valid.all():
-        raise ValueError(f"class_weights: labels must be in 0..{num_classes - 1}; found {np.unique(labels[~valid])[:5].tolist()} "
-                         f"({int((~valid).sum())} rows). Drop unlabelled rows (label -1) before training.")
-    counts = np.bincount(labels.astype(np.int64), minlength=num_classes)
-    if (counts == 0).any():
-        raise ValueError(f"class_weights: class {np.flatnonzero(counts == 0).tolist()} has no examples among "
-                         f"{len(labels)} training labels (counts per class: {counts.tolist()}). Inverse-frequency "
-                         f"weights are undefined; the training split needs both fraud and legitimate transactions "
-                         f"(use a longer training window or check the labels).")
-    weights = 1.0 / counts
-    return torch.tensor(weights / weights.sum() * num_classes, dtype=torch.float32)
-
-# %% ../nbs/07_train.ipynb #9d7bd588
-def seed_everything(seed: int) -> int:
-    "Seed Python, NumPy and torch (all devices) and make cuDNN pick deterministic kernels."
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
-    return seed
-
 # %% ../nbs/07_train.ipynb #b9636c9b
-def _float_tensor(x, device, where):
-    "`x` (numpy array or tensor) as a float32 tensor on `device`, with a clear error if it is not a finite 2-d matrix."
-    t = torch.as_tensor(x)
-    if t.ndim != 2:
-        raise ValueError(f"{where}: expected a 2-d array [rows, features], got shape {tuple(t.shape)}.")
-    t = t.to(dtype=torch.float32).to(device)   # convert first: MPS has no float64
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{where}: contains NaN or inf ({int((~torch.isfinite(t)).sum())} values); "
-                         f"fix or impute the embeddings before training.")
-    return t
-
-def _split_tensors(split, device, where):
-    "A `(gnn, seq, label)` triple as device tensors (float32, float32, int64), checked for shape and labels."
-    try: gnn, seq, label = split
-    except (TypeError, ValueError):
-        raise TypeError(f"{where}: expected a (gnn, seq, label) triple of arrays, got {type(split).__name__}.") from None
-    gnn, seq = _float_tensor(gnn, device, f"{where} gnn"), _float_tensor(seq, device, f"{where} seq")
-    label = (label if isinstance(label, torch.Tensor) else torch.as_tensor(np.asarray(label))).to(torch.int64).to(device)
-    if not (len(gnn) == len(seq) == len(label)) or label.ndim != 1:
-        raise ValueError(f"{where}: gnn, seq and label must have one row per transaction; got {len(gnn)}, {len(seq)} "
-                         f"and {len(label)} rows (label shape {tuple(label.shape)}).")
-    if len(label) == 0: raise ValueError(f"{where}: the split is empty.")
-    if not ((label == 0) | (label == 1)).all():
-        raise ValueError(f"{where}: labels must be 0 or 1; found {torch.unique(label).tolist()[:5]}. "
-                         f"Drop unlabelled rows (label -1) first.")
-    return gnn, seq, label
-
 def _check_widths(head, gnn, seq, where):
     "Refuse views whose widths differ from those `head` was built for (its `hparams`), naming both, before torch fails on a matmul."
     hparams = getattr(head, 'hparams', None) or {}
@@ -146,13 +76,6 @@ def _check_widths(head, gnn, seq, where):
             raise ValueError(f"{where}: the {view} view has {t.shape[1]} columns but this {type(head).__name__} was built for "
                              f"{view}_dim={want}. Build the head from the data's widths (build_head(name, gnn_dim={gnn.shape[1]}, "
                              f"seq_dim={seq.shape[1]}, ...)) or pass the embeddings it was built for.")
-
-def _epoch_batches(n, batch_size, generator, device):
-    "One epoch of shuffled index batches; a last batch of size 1 is dropped (BatchNorm cannot train on it)."
-    order = torch.randperm(n, generator=generator).to(device)
-    batches = list(order.split(batch_size))
-    if len(batches) > 1 and len(batches[-1]) == 1: batches.pop()
-    return batches
 
 @torch.no_grad()
 def _batched_outputs(head, gnn, seq, batch_size, with_weights=False):
@@ -167,35 +90,6 @@ def _batched_outputs(head, gnn, seq, batch_size, with_weights=False):
         logits.append(out.float())
     weights = None if not with_weights or any(w is None for w in weights) else torch.cat(weights).float()
     return torch.cat(logits), weights
-
-# %% ../nbs/07_train.ipynb #4a8cb198
-def _plain(value, where):
-    "`value` with numpy scalars, tuples and paths turned into plain Python types; refuse anything else."
-    if isinstance(value, np.generic): return value.item()   # before float: np.float64 is a float subclass
-    if value is None or isinstance(value, (bool, int, float, str)): return value
-    if isinstance(value, Path): return str(value)
-    if isinstance(value, (list, tuple)): return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, dict): return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
-    raise TypeError(f"save_checkpoint: {where} is a {type(value).__name__}; only numbers, strings, None, lists "
-                    f"and dicts can be stored (so the file loads with weights_only=True). Convert it first.")
-
-# %% ../nbs/07_train.ipynb #d4e3ccba
-def _load_weights_only(path: Path, kind: str, writer: str, advice: str, map_location='cpu'):
-    "`torch.load(path, weights_only=True)` with errors that name the file, what wrote it and what to do (`kind`: 'Checkpoint', ...)."
-    try: return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or ['']
-        detail = next((line for line in lines if 'unsupported' in line.lower()),
-                      next((line for line in lines if 'Unpickler error' in line), lines[0]))[:240]
-        refused = re.search(r'GLOBAL ([\w.]+)', str(e))
-        if refused:
-            raise RuntimeError(f"{kind} {path} was refused: it asks the unpickler for `{refused[1]}`, which weights_only "
-                               f"loading never calls. A fusion_nb {kind.lower()} holds only tensors, numbers and strings, so "
-                               f"{writer} did not write this file. Do not load it with weights_only=False unless you "
-                               f"trust where it came from.") from e
-        raise RuntimeError(f"{kind} {path} ({path.stat().st_size} bytes) could not be read: it is truncated, "
-                           f"corrupt, or holds objects that weights_only loading refuses, so it was probably not "
-                           f"written (completely) by {writer}. {type(e).__name__}: {detail} {advice}") from e
 
 # %% ../nbs/07_train.ipynb #1cac6901
 def _tensors_digest(state_dict: dict) -> str:
@@ -225,9 +119,9 @@ def save_checkpoint(path, head: nn.Module, config: dict, metrics: dict) -> Path:
     "Atomically write `head`'s weights with the run's `config` and `metrics` to `path` (loadable with weights_only=True), and its sha256 beside it."
     state_dict = {k: v.detach().cpu() for k, v in head.state_dict().items()}
     payload = dict(format_version=CHECKPOINT_FORMAT, head_class=type(head).__name__,
-                   hparams=_plain(dict(getattr(head, 'hparams', None) or {}), 'hparams'),
+                   hparams=plain(dict(getattr(head, 'hparams', None) or {}), 'hparams'),
                    state_dict=state_dict, tensor_digest=_tensors_digest(state_dict),
-                   config=_plain(dict(config), 'config'), metrics=_plain(dict(metrics), 'metrics'))
+                   config=plain(dict(config), 'config'), metrics=plain(dict(metrics), 'metrics'))
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     data, path, sidecar = buffer.getvalue(), Path(path), checksum_path(path)
@@ -277,7 +171,7 @@ def load_checkpoint(path, map_location='cpu') -> dict:
         raise FileNotFoundError(f"No checkpoint at {path}. Expected a file written by save_checkpoint "
                                 f"(fit(..., checkpoint_path=...)); check the run folder or train again.")
     _check_file_sha256(path)
-    checkpoint = _load_weights_only(path, 'Checkpoint', 'save_checkpoint', 'Delete it and train again.', map_location)
+    checkpoint = load_weights_only(path, 'Checkpoint', 'save_checkpoint', 'Delete it and train again.', map_location)
     missing = {'state_dict', 'config', 'metrics'} - set(checkpoint if isinstance(checkpoint, dict) else {})
     if missing:
         raise RuntimeError(f"Checkpoint {path} lacks {sorted(missing)}: not a fusion_nb checkpoint "
@@ -371,62 +265,17 @@ def load_head(path, expect_head=None, map_location='cpu') -> nn.Module:
                            f"version. Train again.") from None
     return head.to(map_location).eval()
 
-# %% ../nbs/07_train.ipynb #02b7220d
-def _rng_state(device: torch.device) -> dict:
-    "Every random generator a training loop may draw from (torch CPU, CUDA or MPS, NumPy, Python), as tensors and numbers."
-    _, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    state = dict(torch=torch.get_rng_state(),
-                 numpy=dict(keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos), has_gauss=int(has_gauss),
-                            cached_gaussian=float(cached_gaussian)),
-                 python=dict(version=int(version), internal=torch.tensor(internal, dtype=torch.int64), gauss_next=gauss_next))
-    if device.type == 'cuda': state['cuda'] = torch.cuda.get_rng_state_all()
-    if device.type == 'mps': state['mps'] = torch.mps.get_rng_state()
-    return state
-
-def _restore_rng(state: dict, device: torch.device):
-    "Put back the generators saved by `_rng_state` (those of another device type are skipped)."
-    torch.set_rng_state(state['torch'])
-    n = state['numpy']
-    np.random.set_state(('MT19937', n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached_gaussian']))
-    p = state['python']
-    random.setstate((p['version'], tuple(p['internal'].tolist()), p['gauss_next']))
-    if device.type == 'cuda' and 'cuda' in state:
-        for index, cuda_state in enumerate(state['cuda'][:torch.cuda.device_count()]): torch.cuda.set_rng_state(cuda_state, index)
-    if device.type == 'mps' and 'mps' in state: torch.mps.set_rng_state(state['mps'])
-
 # %% ../nbs/07_train.ipynb #0fe96b75
-def _rows_digest(*tensors) -> str:
-    "sha256 (16 hex digits) of up to 2048 evenly spaced rows of each tensor, read back exactly."
-    n = len(tensors[0])
-    rows = torch.linspace(0, n - 1, min(n, 2048), dtype=torch.float64).round().long()
-    digest = hashlib.sha256()
-    for t in tensors: digest.update(t[rows.to(t.device)].cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+_NOT_IN_FINGERPRINT = ('device', 'eval_batch_size', 'cuda_graph')   # where and how fast, not what is trained
 
-_NOT_IN_FINGERPRINT = ('device', 'eval_batch_size')
-
-def _run_fingerprint(head: nn.Module, config: TrainConfig, splits: dict) -> dict:
+def run_fingerprint(head: nn.Module, config: TrainConfig, splits: dict) -> dict:
     "What identifies a training run: its config, its head's architecture, and the shape and a row sample of each split."
     shapes = ';'.join(f'{k}:{tuple(v.shape)}' for k, v in head.state_dict().items())
-    return dict(config=_plain({k: v for k, v in asdict(config).items() if k not in _NOT_IN_FINGERPRINT}, 'config'),
-                head=dict(head_class=type(head).__name__, hparams=_plain(dict(getattr(head, 'hparams', None) or {}), 'hparams'),
+    return dict(config=plain({k: v for k, v in asdict(config).items() if k not in _NOT_IN_FINGERPRINT}, 'config'),
+                head=dict(head_class=type(head).__name__, hparams=plain(dict(getattr(head, 'hparams', None) or {}), 'hparams'),
                           weight_shapes=hashlib.sha256(shapes.encode()).hexdigest()[:16]),
                 data={name: dict(rows=len(y), gnn_dim=int(g.shape[1]), seq_dim=int(s.shape[1]), fraud=int(y.sum()),
-                                 sample=_rows_digest(g, s, y)) for name, (g, s, y) in splits.items()})
-
-def _flatten(tree: dict, prefix='') -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict): out.update(_flatten(value, f'{prefix}{key}.'))
-        else: out[f'{prefix}{key}'] = value
-    return out
-
-def _fingerprint_differences(stored: dict, current: dict) -> list[str]:
-    "'key: resume state X, this run Y' for every entry in which two fingerprints differ."
-    a, b = _flatten(stored), _flatten(current)
-    return [f"{k}: resume state {a.get(k, 'absent')!r}, this run {b.get(k, 'absent')!r}"
-            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+                                 sample=rows_digest(g, s, y)) for name, (g, s, y) in splits.items()})
 
 # %% ../nbs/07_train.ipynb #b281df60
 RESUME_FORMAT = 1
@@ -441,7 +290,8 @@ def read_resume_state(path) -> dict:
                                 f"without it the run starts from epoch 1.")
     advice = ("Delete it to train this model from the start (or put back an intact copy): fit writes resume states "
               "atomically, so a damaged one was usually cut short while being copied or synced.")
-    state = _load_weights_only(path, 'Resume state', 'fit(..., resume_path=...)', advice)
+    state = load_weights_only(path, 'Resume state', 'fit(..., resume_path=...)', advice)
+    check_state_kind(path, state, 'fit')
     missing = [k for k in _RESUME_KEYS if k not in state] if isinstance(state, dict) else list(_RESUME_KEYS)
     version = state.get('format_version') if isinstance(state, dict) else None
     if missing or version != RESUME_FORMAT:
@@ -458,79 +308,133 @@ def resume_progress(path) -> dict | None:
                 best_epoch=int(state['best']['epoch']), best_val_ap=state['best']['val_ap'],
                 train_time_s=float(state['train_time_s']), desc=state.get('desc', ''))
 
-# %% ../nbs/07_train.ipynb #41dec095
-def progress_line(message: str, enabled: bool = True):
-    "Print `message` as one flushed line on stdout, on rank 0 only; nothing when not `enabled`."
-    if enabled and _world()[1] == 0: print(message, flush=True)
+# %% ../nbs/07_train.ipynb #8f3fb49a
+def _fit_data(head: nn.Module, train, val, device) -> tuple[tuple, tuple]:
+    "The train and val splits as device tensors, refused when their widths differ from each other or from `head`'s."
+    train_t, val_t = split_tensors(train, device, 'train'), split_tensors(val, device, 'val')
+    widths = lambda t: (t[0].shape[1], t[1].shape[1])
+    if widths(train_t) != widths(val_t):
+        raise ValueError(f"fit: train has (gnn, seq) widths {widths(train_t)} but val has {widths(val_t)}; both splits "
+                         f"must come from the same embedding store (and the same select_views choice).")
+    _check_widths(head, train_t[0], train_t[1], 'fit')
+    if len(train_t[2]) < 2:
+        raise ValueError(f"fit: the training split has {len(train_t[2])} row; at least 2 are needed (BatchNorm).")
+    return train_t, val_t
 
-def format_seconds(seconds: float) -> str:
-    "A duration for people: `8.1 s`, `3 min 12 s`, `1 h 05 min`."
-    if seconds < 59.95: return f'{seconds:.1f} s'
-    minutes, s = divmod(round(seconds), 60)
-    if minutes < 60: return f'{minutes} min {s:02d} s'
-    return f'{minutes // 60} h {minutes % 60:02d} min'
+def _check_fit_args(stop_after, resume_path, checkpoint_path):
+    if stop_after is not None and stop_after < 1: raise ValueError(f"fit: stop_after must be >= 1 or None, got {stop_after!r}.")
+    if resume_path is not None and checkpoint_path is not None and Path(resume_path).resolve() == Path(checkpoint_path).resolve():
+        raise ValueError(f"fit: resume_path and checkpoint_path are the same file ({resume_path}); give the resume state a "
+                         f"path of its own (e.g. <run_dir>/resume/<model>.pt).")
 
-def plural(n: int, word: str) -> str:
-    "`1 epoch`, `3 epochs`."
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-# %% ../nbs/07_train.ipynb #493f501b
+# %% ../nbs/07_train.ipynb #8c5fcb8f
 @dataclass
-class TrainResult:
-    "What a training run produced: per-epoch history, the selected epoch and its validation AP, timing, checkpoint."
-    history: dict            # lists per epoch: train_loss, val_loss, val_ap, val_auc, lr
-    best_epoch: int          # 1-based epoch whose weights the head holds after fit
-    best_val_ap: float | None  # None when the validation split has a single class
-    epochs_run: int
-    train_time_s: float      # summed over sessions when resumed
-    checkpoint_path: str | None = None
-    finished: bool = True    # False when `stop_after` ended this session before early stopping or `epochs`
-    resumed_from: int = 0    # epochs read from a resume state (0: trained from scratch; == epochs_run: nothing left to train)
+class _FitRun:
+    "What one `fit` call trains with and carries from epoch to epoch: exactly what its resume state saves."
+    head: nn.Module
+    config: TrainConfig
+    device: torch.device
+    criterion: FocalLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: object                  # GradScaler with AMP on CUDA, else None
+    autocast: Callable
+    generator: torch.Generator      # the batch order
+    stopper: EarlyStopping
+    history: dict
+    resumed_from: int = 0
+    train_time_s: float = 0.0
+    finished: bool = False
+    capture: bool = False           # the step runs as a captured CUDA graph (`cuda_graph`), no GradScaler
 
-    def to_dict(self) -> dict:
-        "A JSON-able dict of the result."
-        return asdict(self)
+def _fit_run(head: nn.Module, train_y: torch.Tensor, config: TrainConfig, device, world_size: int = 1) -> _FitRun:
+    "A fresh `_FitRun`: focal loss with the training labels' class weights, AdamW, cosine restarts, AMP only on CUDA."
+    capture = wants_capture(config.cuda_graph, device, world_size)       # a captured step takes bf16, not a GradScaler
+    criterion = FocalLoss(class_weights(train_y.cpu().numpy()), gamma=config.focal_gamma).to(device)
+    optimizer = adamw(head.parameters(), config.lr, config.weight_decay)
+    scheduler = cosine_restarts(optimizer, config.restart_epochs, config.restart_mult)
+    scaler, autocast = mixed_precision(device, config.amp and not capture)
+    return _FitRun(head, config, device, criterion, optimizer, scheduler, scaler, autocast,
+                   torch.Generator().manual_seed(config.seed), EarlyStopping(config.patience, config.epochs), new_history(),
+                   capture=capture)
 
-# %% ../nbs/07_train.ipynb #52742a76
-def _single_class_warning(labels, desc):
-    return (f"fit{f' ({desc})' if desc else ''}: the validation split has a single class "
-            f"({int(labels[0])} in all {len(labels)} rows), so average precision and ROC-AUC are undefined. "
-            f"Early stopping falls back to the lowest validation loss; val_ap and val_auc are recorded as None. "
-            f"Use a validation window that contains fraud to select models by AP.")
+def _fit_step(run: _FitRun, model: nn.Module, world_size: int) -> Callable:
+    "fit's per-batch step: the engine's `head_step`, wrapped in `captured_step` where `run.capture` (CUDA graph replays)."
+    step = head_step(model, run.criterion, run.optimizer, run.head.parameters(), run.config.grad_clip, world_size,
+                     run.scaler, run.autocast)
+    return captured_step(step, run.optimizer, amp=step_amp(run.config.amp)) if run.capture else step
 
-# %% ../nbs/07_train.ipynb #efb86cae
-def _fit_line(desc: str, result: TrainResult) -> str:
-    "The line `fit` prints when it ends: epochs, the selected epoch and its validation AP, time, and how the session ended."
-    best = 'no val AP (one class)' if result.best_val_ap is None else f'best val AP {result.best_val_ap:.3f}'
-    notes = ([f'resumed after epoch {result.resumed_from}'] if result.resumed_from else []) + ([] if result.finished else ['stopped, not finished'])
-    return (f"head {desc or 'fit'}: {plural(result.epochs_run, 'epoch')}, {best} at epoch {result.best_epoch} "
-            f"({', '.join([format_seconds(result.train_time_s)] + notes)})")
+def _step_path(step) -> str:
+    "How the step ran: `CapturedStep.path` ('graph', 'graph+bf16', 'eager: <why>', ...), or 'eager' for the plain step."
+    return step.path if isinstance(step, CapturedStep) else 'eager'
 
-# %% ../nbs/07_train.ipynb #30fa45f6
-def _adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    "AdamW with its fused kernel where this torch has one for the parameters' device (one kernel per step instead of a few per parameter), else the default."
-    params = list(params)
-    try: return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, ValueError, TypeError): return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+# %% ../nbs/07_train.ipynb #f9e08604
+def _fit_state(run: _FitRun, epoch: int, fingerprint: dict, desc: str) -> dict:
+    "The resume state `fit` writes after `epoch` (read back by `_resume_fit`)."
+    return dict(format_version=RESUME_FORMAT, kind='fit', fingerprint=fingerprint, desc=desc, epoch=epoch,
+                epochs=run.config.epochs, finished=run.finished, model=run.head.state_dict(),
+                optimizer=plain_lrs(run.optimizer.state_dict()), scheduler=plain_lrs(run.scheduler.state_dict()),
+                scaler=None if run.scaler is None else run.scaler.state_dict(), rng=rng_state(run.device),
+                batch_generator=run.generator.get_state(), history=run.history, best=stopping_state(run.stopper),
+                train_time_s=run.train_time_s)
 
-def _rank_loss(criterion: FocalLoss, logits, targets, batch_weight, world: int):
-    "This rank's share of the whole batch's weighted-mean focal loss, scaled by `world` for DDP's gradient averaging."
-    ce = F.cross_entropy(logits.float(), targets, reduction='none')
-    return (criterion.alpha[targets] * (-torch.expm1(-ce)).pow(criterion.gamma) * ce).sum() * world / batch_weight
+def _resume_fit(run: _FitRun, path: Path, fingerprint: dict, where: str):
+    "Continue `run` from the resume state at `path`, refused when it belongs to another run."
+    state = read_resume_state(path)
+    differ = fingerprint_differences(state['fingerprint'], fingerprint)
+    if differ:
+        raise ValueError(f"{where}: the resume state {path} belongs to another run (written after epoch "
+                         f"{state['epoch']} of {state.get('desc') or 'a run'}); it differs in {'; '.join(differ)}. "
+                         f"Delete it to train this run from the start, or give every (model, views, seed) a "
+                         f"resume_path of its own.")
+    run.head.load_state_dict(state['model'])
+    run.optimizer.load_state_dict(state['optimizer'])
+    run.scheduler.load_state_dict(state['scheduler'])
+    if run.scaler is not None and state['scaler']: run.scaler.load_state_dict(state['scaler'])
+    run.generator.set_state(state['batch_generator'])
+    restore_rng(state['rng'], run.device)
+    run.history = state['history']
+    run.stopper = restore_stopping(state['best'], run.config.patience, run.config.epochs, run.device)
+    run.resumed_from, run.train_time_s, run.finished = int(state['epoch']), float(state['train_time_s']), bool(state['finished'])
 
-def _sync_epoch(head: nn.Module, loss_sum, seen: int, world: int):
-    "Average floating buffers (BatchNorm statistics) over ranks; sum the epoch's loss-times-rows and rows over ranks."
-    dist = torch.distributed
-    for buffer in head.buffers():
-        if buffer.is_floating_point():
-            dist.all_reduce(buffer)
-            buffer.div_(world)
-    totals = torch.stack([loss_sum.float(), torch.tensor(float(seen), device=loss_sum.device)])
-    dist.all_reduce(totals)
-    return totals[0], int(totals[1].item())
+# %% ../nbs/07_train.ipynb #6316e628
+def _train_epoch(run: _FitRun, step: Callable, train_t: tuple, world_size: int, rank: int) -> float:
+    "One epoch of `step` over shuffled batches of `train_t` (this rank's rows of each); the mean training loss."
+    run.head.train()
+    run.history['lr'].append(float(run.optimizer.param_groups[0]['lr']))   # a tensor when captured
+    batches = head_batches(train_t, run.config.batch_size, run.generator, run.criterion.alpha, world_size, rank)
+    loss_sum, seen = run_epoch(step, batches, run.device)
+    run.scheduler.step()
+    if world_size > 1: loss_sum, seen = sync_epoch(run.head.buffers(), loss_sum, seen, world_size)
+    return (loss_sum / seen).item()
 
-# %% ../nbs/07_train.ipynb #67f00715
+def _validate(run: _FitRun, val_t: tuple, by_ap: bool, train_loss: float, epoch: int, where: str) -> dict:
+    "The epoch's numbers (train loss, validation loss, AP, AUC), added to the history; non-finite losses raise."
+    if not math.isfinite(train_loss):
+        raise FloatingPointError(f"{where}: training loss is {train_loss} at epoch {epoch}. Lower lr (now "
+                                 f"{run.config.lr}), keep grad_clip on, or set amp=False.")
+    run.head.eval()
+    val_logits, _ = _batched_outputs(run.head, val_t[0], val_t[1], run.config.eval_batch_size)
+    metrics = dict(train_loss=train_loss, **validation_metrics(run.criterion, val_logits, val_t[2], by_ap))
+    if not math.isfinite(metrics['val_loss']):
+        raise FloatingPointError(f"{where}: validation loss is {metrics['val_loss']} at epoch {epoch}; the head "
+                                 f"produces non-finite logits. Lower lr or set amp=False.")
+    for key in ('train_loss', 'val_loss', 'val_ap', 'val_auc'): run.history[key].append(metrics[key])
+    return metrics
+
+# %% ../nbs/07_train.ipynb #7c4888cc
+def _epoch_info(run: _FitRun, epoch: int, metrics: dict, desc: str, step_path: str = 'eager') -> dict:
+    "What `on_epoch` receives after each epoch (`step_path`: how the training step ran, see `_step_path`)."
+    return dict(epoch=epoch, epochs=run.config.epochs, **{k: metrics[k] for k in ('train_loss', 'val_loss', 'val_ap', 'val_auc')},
+                best_epoch=run.stopper.epoch, best_val_ap=run.stopper.val_ap, stale=run.stopper.stale,
+                finished=run.finished, train_time_s=run.train_time_s, desc=desc, step_path=step_path)
+
+def _fit_result(run: _FitRun, epoch: int, checkpoint_path) -> TrainResult:
+    return TrainResult(history=run.history, best_epoch=run.stopper.epoch, best_val_ap=run.stopper.val_ap, epochs_run=epoch,
+                       train_time_s=run.train_time_s, finished=run.finished, resumed_from=run.resumed_from,
+                       checkpoint_path=None if checkpoint_path is None else str(checkpoint_path))
+
+# %% ../nbs/07_train.ipynb #2abf565d
 def fit(head: nn.Module, train, val, config: TrainConfig | None = None,
         checkpoint_path=None,         # write the best epoch's weights here (save_checkpoint) at every improvement
         desc='',                      # label for the progress line and error messages
@@ -542,154 +446,43 @@ def fit(head: nn.Module, train, val, config: TrainConfig | None = None,
        ) -> TrainResult:
     "Train `head` on `(gnn, seq, label)` arrays, early-stop on validation AP, and leave the best weights in `head`; resumable."
     config = config or TrainConfig()
-    if stop_after is not None and stop_after < 1: raise ValueError(f"fit: stop_after must be >= 1 or None, got {stop_after!r}.")
-    if resume_path is not None and checkpoint_path is not None and Path(resume_path).resolve() == Path(checkpoint_path).resolve():
-        raise ValueError(f"fit: resume_path and checkpoint_path are the same file ({resume_path}); give the resume state a "
-                         f"path of its own (e.g. <run_dir>/resume/<model>.pt).")
+    _check_fit_args(stop_after, resume_path, checkpoint_path)
     seed_everything(config.seed)
     device = resolve_device(config.device)
-    head.to(device)
-    train_gnn, train_seq, train_y = _split_tensors(train, device, 'train')
-    val_gnn, val_seq, val_y = _split_tensors(val, device, 'val')
-    widths = lambda g, s: (g.shape[1], s.shape[1])
-    if widths(train_gnn, train_seq) != widths(val_gnn, val_seq):
-        raise ValueError(f"fit: train has (gnn, seq) widths {widths(train_gnn, train_seq)} but val has {widths(val_gnn, val_seq)}; "
-                         f"both splits must come from the same embedding store (and the same select_views choice).")
-    _check_widths(head, train_gnn, train_seq, 'fit')
-    if len(train_y) < 2:
-        raise ValueError(f"fit: the training split has {len(train_y)} row; at least 2 are needed (BatchNorm).")
-    criterion = FocalLoss(class_weights(train_y.cpu().numpy()), gamma=config.focal_gamma).to(device)
-    optimizer = _adamw(head.parameters(), config.lr, config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        optimizer, T_0=config.restart_epochs, T_mult=config.restart_mult)
-    use_amp = device.type == 'cuda' and config.amp
-    scaler = torch.amp.GradScaler('cuda') if use_amp else None
-    autocast = (lambda: torch.amp.autocast('cuda')) if use_amp else nullcontext
-    generator = torch.Generator().manual_seed(config.seed)
-    val_labels = val_y.cpu().numpy()
-    by_ap = len(np.unique(val_labels)) == 2
-    if not by_ap: warnings.warn(_single_class_warning(val_labels, desc), stacklevel=2)
-    where = f"fit{f' ({desc})' if desc else ''}"
-    world, rank = _world()
-    writer = rank == 0                                                 # only rank 0 writes files and reports progress
-
-    history = {key: [] for key in ('train_loss', 'val_loss', 'val_ap', 'val_auc', 'lr')}
-    best_score, best_epoch, best_state, best_val_ap, best_metrics, stale = -math.inf, 0, None, None, None, 0
-    resumed_from, train_time_s, finished = 0, 0.0, False
+    train_t, val_t = _fit_data(head.to(device), train, val, device)
+    (world_size, rank), where = _world(), f"fit{f' ({desc})' if desc else ''}"
+    run = _fit_run(head, train_t[2], config, device, world_size)
+    by_ap, writer = len(torch.unique(val_t[2])) == 2, rank == 0           # only rank 0 writes files and reports progress
+    if not by_ap: warnings.warn(single_class_warning(val_t[2].cpu().numpy(), desc), stacklevel=2)
     if resume_path is not None:
         resume_path = Path(resume_path)
-        fingerprint = _run_fingerprint(head, config, {'train': (train_gnn, train_seq, train_y), 'val': (val_gnn, val_seq, val_y)})
-        if world > 1: fingerprint['distributed'] = dict(world_size=world)  # batches depend on it; absent in one process
-        if resume_path.exists():
-            state = read_resume_state(resume_path)
-            differ = _fingerprint_differences(state['fingerprint'], fingerprint)
-            if differ:
-                raise ValueError(f"{where}: the resume state {resume_path} belongs to another run (written after epoch "
-                                 f"{state['epoch']} of {state.get('desc') or 'a run'}); it differs in {'; '.join(differ)}. "
-                                 f"Delete it to train this run from the start, or give every (model, views, seed) a "
-                                 f"resume_path of its own.")
-            head.load_state_dict(state['model'])
-            optimizer.load_state_dict(state['optimizer'])
-            scheduler.load_state_dict(state['scheduler'])
-            if scaler is not None and state['scaler']: scaler.load_state_dict(state['scaler'])
-            generator.set_state(state['batch_generator'])
-            _restore_rng(state['rng'], device)
-            history, best = state['history'], state['best']
-            best_score, best_epoch, best_val_ap, best_metrics, stale = (best[k] for k in ('score', 'epoch', 'val_ap', 'metrics', 'stale'))
-            best_state = {k: v.to(device) for k, v in best['state_dict'].items()}
-            resumed_from, train_time_s, finished = int(state['epoch']), float(state['train_time_s']), bool(state['finished'])
-
-    epoch, started = resumed_from, time.perf_counter() - train_time_s
-    last_epoch = resumed_from if finished else config.epochs          # a finished state: nothing left to train
-    if world > 1 and rank: torch.manual_seed(config.seed + 7919 * rank + 104729 * resumed_from)   # own dropout masks per rank
-    model = head if world == 1 else _ddp(head, device)
+        fingerprint = run_fingerprint(head, config, {'train': train_t, 'val': val_t})
+        if world_size > 1: fingerprint['distributed'] = dict(world_size=world_size)  # batches depend on it
+        if resume_path.exists(): _resume_fit(run, resume_path, fingerprint, where)
+    epoch, started = run.resumed_from, time.perf_counter() - run.train_time_s
+    seed_rank(config.seed, run.resumed_from)                              # own dropout masks per rank under DDP
+    model = head if world_size == 1 else _ddp(head, device)
+    step = _fit_step(run, model, world_size)                              # replayed as a CUDA graph where run.capture
     try:
-        for epoch in range(resumed_from + 1, last_epoch + 1):
-            head.train()
-            history['lr'].append(optimizer.param_groups[0]['lr'])
-            loss_sum, seen = torch.zeros((), device=device), 0
-            for idx in _epoch_batches(len(train_y), config.batch_size, generator, device):
-                batch_rows = len(idx)
-                if world > 1:
-                    batch_weight = criterion.alpha[train_y[idx]].sum()   # the whole batch's, so ranks' losses add up to it
-                    if len(idx) < 2 * world: continue                    # every rank needs 2 rows (BatchNorm); same on all ranks
-                    idx = shard_rows(idx, rank, world)
-                optimizer.zero_grad(set_to_none=True)
-                # index_select gathers rows several times faster than t[idx] on the CPU (same result)
-                batch_y = train_y.index_select(0, idx)
-                with autocast(): logits = model(train_gnn.index_select(0, idx), train_seq.index_select(0, idx))
-                if world == 1: loss = criterion(logits, batch_y)
-                else: loss = _rank_loss(criterion, logits, batch_y, batch_weight, world)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    if config.grad_clip:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(head.parameters(), config.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    if config.grad_clip: nn.utils.clip_grad_norm_(head.parameters(), config.grad_clip)
-                    optimizer.step()
-                loss_sum += loss.detach() * batch_rows   # with W ranks: W x (batch loss x rows), summed over ranks
-                seen += batch_rows
-            scheduler.step()
-            if world > 1: loss_sum, seen = _sync_epoch(head, loss_sum, seen, world)
-            train_loss = (loss_sum / seen).item()
-            if not math.isfinite(train_loss):
-                raise FloatingPointError(f"{where}: training loss is {train_loss} at epoch "
-                                         f"{epoch}. Lower lr (now {config.lr}), keep grad_clip on, or set amp=False.")
-
-            head.eval()
-            val_logits, _ = _batched_outputs(head, val_gnn, val_seq, config.eval_batch_size)
-            val_loss = criterion(val_logits, val_y).item()
-            if not math.isfinite(val_loss):
-                raise FloatingPointError(f"{where}: validation loss is {val_loss} at epoch "
-                                         f"{epoch}; the head produces non-finite logits. Lower lr or set amp=False.")
-            val_prob = torch.softmax(val_logits, dim=1)[:, 1].cpu().numpy()
-            val_ap = float(average_precision_score(val_labels, val_prob)) if by_ap else None
-            val_auc = float(roc_auc_score(val_labels, val_prob)) if by_ap else None
-            for key, value in zip(('train_loss', 'val_loss', 'val_ap', 'val_auc'), (train_loss, val_loss, val_ap, val_auc)):
-                history[key].append(value)
-
-            score = val_ap if by_ap else -val_loss
-            if score > best_score:
-                best_score, best_epoch, best_val_ap, stale = score, epoch, val_ap, 0
-                best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
-                best_metrics = dict(epoch=epoch, val_ap=val_ap, val_auc=val_auc, val_loss=val_loss, train_loss=train_loss,
-                                    selected_by='val_ap' if by_ap else 'val_loss')
-                if checkpoint_path is not None and writer: save_checkpoint(checkpoint_path, head, asdict(config), best_metrics)
-            else: stale += 1
-            finished = stale >= config.patience or epoch == config.epochs
-            train_time_s = time.perf_counter() - started
-            if resume_path is not None and writer:
-                state = dict(format_version=RESUME_FORMAT, fingerprint=fingerprint, desc=desc, epoch=epoch, epochs=config.epochs,
-                             finished=finished, model=head.state_dict(), optimizer=optimizer.state_dict(),
-                             scheduler=scheduler.state_dict(), scaler=None if scaler is None else scaler.state_dict(),
-                             rng=_rng_state(device), batch_generator=generator.get_state(), history=history,
-                             best=dict(score=best_score, epoch=best_epoch, val_ap=best_val_ap, metrics=best_metrics,
-                                       stale=stale, state_dict=best_state), train_time_s=train_time_s)
-                buffer = io.BytesIO()
-                torch.save(state, buffer)
-                atomic_write_bytes(resume_path, buffer.getvalue())
-            if on_epoch is not None and writer:
-                on_epoch(dict(epoch=epoch, epochs=config.epochs, train_loss=train_loss, val_loss=val_loss, val_ap=val_ap,
-                              val_auc=val_auc, best_epoch=best_epoch, best_val_ap=best_val_ap, stale=stale,
-                              finished=finished, train_time_s=train_time_s, desc=desc))
-            if finished or (stop_after is not None and epoch - resumed_from >= stop_after): break
+        for epoch in range(run.resumed_from + 1, (run.resumed_from if run.finished else config.epochs) + 1):
+            metrics = _validate(run, val_t, by_ap, _train_epoch(run, step, train_t, world_size, rank), epoch, where)
+            if run.stopper.update(epoch, metrics, lambda: detached_state(head)) and checkpoint_path is not None and writer:
+                save_checkpoint(checkpoint_path, head, asdict(config), run.stopper.metrics)
+            run.finished, run.train_time_s = run.stopper.done(epoch), time.perf_counter() - started
+            if resume_path is not None and writer: write_state(resume_path, _fit_state(run, epoch, fingerprint, desc))
+            if on_epoch is not None and writer: on_epoch(_epoch_info(run, epoch, metrics, desc, _step_path(step)))
+            if run.finished or (stop_after is not None and epoch - run.resumed_from >= stop_after): break
     finally:
-        if model is not head: del model                                 # drops DDP's gradient hooks; `head` is returned unwrapped
-    head.load_state_dict(best_state)
+        if model is not head: del model                                   # drops DDP's gradient hooks; `head` is returned unwrapped
+        if isinstance(step, CapturedStep): step.close()                   # frees the graph and its static batch
+    head.load_state_dict(run.stopper.state)
     head.eval()
-    if finished and resume_path is not None and not keep_resume and writer: resume_path.unlink(missing_ok=True)
-    if checkpoint_path is not None and resumed_from and writer and not Path(checkpoint_path).exists():
-        save_checkpoint(checkpoint_path, head, asdict(config), best_metrics)   # lost with the killed session: rewrite it
-    result = TrainResult(history=history, best_epoch=best_epoch, best_val_ap=best_val_ap, epochs_run=epoch,
-                         train_time_s=train_time_s, checkpoint_path=None if checkpoint_path is None else str(checkpoint_path),
-                         finished=finished, resumed_from=resumed_from)
-    progress_line(_fit_line(desc, result), progress and writer)
+    if run.finished and resume_path is not None and not keep_resume and writer: resume_path.unlink(missing_ok=True)
+    if checkpoint_path is not None and run.resumed_from and writer and not Path(checkpoint_path).exists():
+        save_checkpoint(checkpoint_path, head, asdict(config), run.stopper.metrics)   # lost with the killed session
+    result = _fit_result(run, epoch, checkpoint_path)
+    progress_line(fit_line(desc, result), progress and writer)
     return result
-
 
 # %% ../nbs/07_train.ipynb #579d1c45
 def predict_proba(head: nn.Module, gnn, seq, device=None, batch_size=8192, with_weights=False):
@@ -698,7 +491,7 @@ def predict_proba(head: nn.Module, gnn, seq, device=None, batch_size=8192, with_
     was_training = head.training
     head.to(device).eval()
     try:
-        gnn, seq = _float_tensor(gnn, device, 'predict_proba gnn'), _float_tensor(seq, device, 'predict_proba seq')
+        gnn, seq = float_tensor(gnn, device, 'predict_proba gnn'), float_tensor(seq, device, 'predict_proba seq')
         if len(gnn) != len(seq):
             raise ValueError(f"predict_proba: gnn has {len(gnn)} rows but seq has {len(seq)}; they must be aligned by transaction.")
         _check_widths(head, gnn, seq, 'predict_proba')
