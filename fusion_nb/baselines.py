@@ -1,7 +1,8 @@
-"""The model a practitioner would use instead of fusion: gradient-boosted trees on the raw columns plus per-account features computed from strictly earlier transactions.
-`tabular_features` builds raw plus per-account history features from strictly earlier transactions, and
-`fit_trees`/`score_trees` train the gradient-boosted trees that a practitioner would use instead of
-fusion, on those features alone (`Trees`) and with both embeddings added (`Trees+embeddings`).
+"""The model a practitioner would use instead of fusion: gradient-boosted trees (XGBoost) on the raw columns, per-account
+features and graph-pattern counts, all computed from strictly earlier transactions.
+`tabular_features` builds raw plus per-account history features, `tree_features` adds the graph patterns of
+`08c_patterns`, and `fit_trees`/`score_trees` train and score the trees, on those features alone (`Trees`) and with
+both embeddings added (`Trees+embeddings`).
 
 Docs: https://fusion-nb.github.io/fusion_nb/baselines.html.md"""
 
@@ -9,16 +10,21 @@ Docs: https://fusion-nb.github.io/fusion_nb/baselines.html.md"""
 
 # %% ../nbs/08b_baselines.ipynb #4296747d
 from __future__ import annotations
+import warnings
 from contextlib import nullcontext
-import numpy as np, pandas as pd
+import numpy as np, pandas as pd, torch
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 from .transactions import Transactions
 from .sequence_view import Histories, build_histories, _fit_rows, _standardise
+from .patterns import PATTERN_WINDOWS, pattern_features
+try: import xgboost
+except ImportError: xgboost = None
 
 # %% auto #0
-__all__ = ['ENGINEERED_FEATURES', 'TREE_PARAMS', 'raw_feature_names', 'tabular_feature_names', 'tabular_features', 'fit_trees',
-           'score_trees']
+__all__ = ['ENGINEERED_FEATURES', 'XGB_PARAMS', 'HGB_PARAMS', 'TREE_LIBRARY', 'raw_feature_names', 'tabular_feature_names',
+           'tabular_features', 'tree_features', 'tree_device', 'fit_trees', 'score_trees', 'tree_rounds',
+           'tree_library']
 
 # %% ../nbs/08b_baselines.ipynb #38bde85c
 _NOT_FEATURES = ('tx_id', 'src', 'dst', 'label', 'time')
@@ -105,10 +111,33 @@ def tabular_features(tx: Transactions, histories: Histories | None = None, fit_m
         out = _standardise(out, _fit_rows(fit_mask, n)).astype(np.float32)
     return out, names
 
-# %% ../nbs/08b_baselines.ipynb #fd1fd0b5
-TREE_PARAMS = dict(learning_rate=0.1, max_iter=200, max_leaf_nodes=31, min_samples_leaf=20, l2_regularization=1.0,
-                   class_weight='balanced', early_stopping=False)
+# %% ../nbs/08b_baselines.ipynb #80154609
+def tree_features(tx: Transactions, histories: Histories | None = None, k: int = 16,
+                  windows=PATTERN_WINDOWS,  # hours of the pattern counts' windows
+                 ) -> tuple[np.ndarray, list[str]]:
+    "Features of the `Trees` baseline: `tabular_features` then `pattern_features`, float32 [N, F], and the column names."
+    X, names = tabular_features(tx, histories, k=k)
+    patterns, pattern_names = pattern_features(tx, windows)
+    return np.hstack([X, patterns]), names + pattern_names
 
+# %% ../nbs/08b_baselines.ipynb #fd1fd0b5
+XGB_PARAMS = dict(n_estimators=500, learning_rate=0.1, grow_policy='lossguide', max_leaves=31, max_depth=0, min_child_weight=1.0,
+                  reg_lambda=1.0, max_bin=256, tree_method='hist', eval_metric='aucpr', early_stopping_rounds=50)
+HGB_PARAMS = dict(learning_rate=0.1, max_iter=200, max_leaf_nodes=31, min_samples_leaf=20, l2_regularization=1.0,
+                  class_weight='balanced', early_stopping=False)
+TREE_LIBRARY = 'sklearn' if xgboost is None else 'xgboost'    # what `fit_trees` uses by default
+
+def tree_device(device: str = 'auto') -> str:
+    "Where XGBoost trains: 'cuda' when asked or (auto) when its build has CUDA and a GPU is visible, else 'cpu'."
+    has_cuda = xgboost is not None and bool(xgboost.build_info().get('USE_CUDA')) and torch.cuda.is_available()
+    if device == 'auto': return 'cuda' if has_cuda else 'cpu'
+    if device.startswith('cuda') and not has_cuda:
+        raise ValueError(f"tree_device: device={device!r}, but {'xgboost is not installed' if xgboost is None else 'this xgboost build has no CUDA or no GPU is visible'}; "
+                         "install `xgboost` (the CUDA build) on a GPU machine, or use device='cpu'.")
+    if device != 'cpu' and not device.startswith('cuda'): raise ValueError(f"tree_device: device must be 'auto', 'cpu' or 'cuda', got {device!r}.")
+    return device
+
+# %% ../nbs/08b_baselines.ipynb #6df2f4bd
 def _threads(n_threads): return nullcontext() if n_threads is None else threadpool_limits(n_threads)
 
 def _check_matrix(X, where: str) -> np.ndarray:
@@ -118,23 +147,67 @@ def _check_matrix(X, where: str) -> np.ndarray:
     if np.isinf(X).any(): raise ValueError(f'{where}: {int(np.isinf(X).sum())} infinite value(s) (first in column {int(np.argwhere(np.isinf(X))[0, 1])}); NaN is allowed, inf is not.')
     return X
 
-def fit_trees(X_train, y_train, seed: int = 0, n_threads: int | None = None, **params) -> HistGradientBoostingClassifier:
-    "Gradient-boosted trees (`TREE_PARAMS`, overridable by `params`) fitted on train rows with known labels."
-    X, y = _check_matrix(X_train, 'fit_trees(X_train)'), np.asarray(y_train).reshape(-1)
-    if len(X) != len(y): raise ValueError(f'fit_trees: X_train has {len(X)} rows but y_train has {len(y)}.')
+def _check_labels(X, y, where: str) -> np.ndarray:
+    y = np.asarray(y).reshape(-1)
+    if len(X) != len(y): raise ValueError(f'{where}: X has {len(X)} rows but y has {len(y)}.')
     if not np.isin(y, (0, 1)).all():
-        raise ValueError(f'fit_trees: y_train holds {sorted(set(np.unique(y).tolist()) - {0, 1})[:5]}; expected 0/1. '
-                         "Select train rows with known labels: labelled_mask(tx, split, 'train').")
+        raise ValueError(f'{where}: y holds {sorted(set(np.unique(y).tolist()) - {0, 1})[:5]}; expected 0/1. '
+                         "Select rows with known labels: labelled_mask(tx, split, 'train').")
+    return y
+
+def _library(library: str) -> str:
+    if library == 'auto':
+        if xgboost is None:
+            warnings.warn('xgboost is not installed: the Trees baseline uses scikit-learn HistGradientBoosting instead '
+                          '(pip install xgboost-cpu, or xgboost on a CUDA machine).', stacklevel=3)
+        return TREE_LIBRARY
+    if library not in ('xgboost', 'sklearn'): raise ValueError(f"fit_trees: library must be 'auto', 'xgboost' or 'sklearn', got {library!r}.")
+    if library == 'xgboost' and xgboost is None: raise ValueError("fit_trees: library='xgboost' but xgboost is not installed; pip install xgboost-cpu (or xgboost with CUDA).")
+    return library
+
+# %% ../nbs/08b_baselines.ipynb #19255c92
+def fit_trees(X_train, y_train, seed: int = 0, n_threads: int | None = None,
+              X_val=None, y_val=None,   # time-ordered validation rows: XGBoost's early stopping (ignored by the fallback)
+              device: str = 'auto', library: str = 'auto', **params):
+    "Gradient-boosted trees (`XGB_PARAMS`, or `HGB_PARAMS` without xgboost; overridable by `params`) fitted on train rows."
+    X, y = _check_matrix(X_train, 'fit_trees(X_train)'), None
+    y = _check_labels(X, y_train, 'fit_trees(X_train, y_train)')
     if len(np.unique(y)) < 2: raise ValueError(f'fit_trees: y_train has only class {int(y[0]) if len(y) else None} in {len(y)} rows; the trees need fraud and legitimate rows.')
+    if _library(library) == 'sklearn': return _fit_hgb(X, y, seed, n_threads, params)
+    fit_params = {**XGB_PARAMS, **params}
+    eval_set = None
+    if X_val is not None:
+        X_val = _check_matrix(X_val, 'fit_trees(X_val)'); y_val = _check_labels(X_val, y_val, 'fit_trees(X_val, y_val)')
+        if len(np.unique(y_val)) == 2: eval_set = [(X_val, y_val)]      # one class: AP is undefined, nothing to stop on
+    if eval_set is None: fit_params.pop('early_stopping_rounds', None)
+    model = xgboost.XGBClassifier(**fit_params, scale_pos_weight=float((y == 0).sum() / (y == 1).sum()), random_state=seed,
+                                  n_jobs=n_threads, device=tree_device(device), verbosity=0)
+    return model.fit(X, y, eval_set=eval_set, verbose=False)
+
+def _fit_hgb(X, y, seed, n_threads, params) -> HistGradientBoostingClassifier:
     if params.get('early_stopping', False) not in (False, None):
         raise ValueError("fit_trees: early_stopping would hold out a random share of the training rows, out of time order; "
                          "keep early_stopping=False and choose max_iter on the time-ordered validation split if needed.")
-    model = HistGradientBoostingClassifier(**{**TREE_PARAMS, **params, 'early_stopping': False}, random_state=seed)
+    model = HistGradientBoostingClassifier(**{**HGB_PARAMS, **params, 'early_stopping': False}, random_state=seed)
     with _threads(n_threads): return model.fit(X, y)
 
-def score_trees(model: HistGradientBoostingClassifier, X, n_threads: int | None = None) -> np.ndarray:
-    "Fraud score of each row of `X` (the model's probability of class 1), float32 [N]."
+# %% ../nbs/08b_baselines.ipynb #23210128
+def score_trees(model, X, n_threads: int | None = None) -> np.ndarray:
+    "Fraud score of each row of `X` (the model's probability of class 1, at its best round), float32 [N]."
     X = _check_matrix(X, 'score_trees(X)')
     if X.shape[1] != model.n_features_in_:
-        raise ValueError(f'score_trees: X has {X.shape[1]} features but the model was fitted on {model.n_features_in_}; build both with the same tabular_features call.')
+        raise ValueError(f'score_trees: X has {X.shape[1]} features but the model was fitted on {model.n_features_in_}; build both with the same tree_features call.')
+    if xgboost is not None and isinstance(model, xgboost.XGBClassifier):
+        model.set_params(device='cpu', n_jobs=n_threads)    # host arrays: score on the host (no device-mismatch copy)
+        return model.predict_proba(X)[:, 1].astype(np.float32)
     with _threads(n_threads): return model.predict_proba(X)[:, 1].astype(np.float32)
+
+def tree_rounds(model) -> int:
+    "Boosting rounds the model scores with: the best round under early stopping, else all of them."
+    if xgboost is not None and isinstance(model, xgboost.XGBClassifier):
+        return int(model.best_iteration + 1) if hasattr(model, 'best_iteration') else int(model.n_estimators)
+    return int(model.n_iter_)
+
+def tree_library(model) -> str:
+    "'xgboost' or 'sklearn': which library trained `model`."
+    return 'xgboost' if xgboost is not None and isinstance(model, xgboost.XGBClassifier) else 'sklearn'

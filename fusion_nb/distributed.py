@@ -89,7 +89,7 @@ def _release_out(out: Path, created: bool):
 # %% ../nbs/07a_distributed.ipynb #9ced4127
 HEAD_OPTIONS = ('model', 'epochs', 'batch_size', 'lr', 'patience', 'focal_gamma', 'hidden_dim', 'dropout', 'seed')
 VIEWS_OPTIONS = ('dataset', 'data_path', 'nrows', 'n_transactions', 'fraud_rate', 'gnn_preset', 'seq_preset', 'gnn_epochs',
-                 'gnn_fanout', 'gnn_batch_size', 'seq_epochs', 'emb_dim', 'history_k', 'seed')
+                 'gnn_fanout', 'gnn_batch_size', 'seq_epochs', 'emb_dim', 'history_k', 'split', 'oof_folds', 'seed')
 
 def _field_help(cls) -> dict:
     "{field: the comment after it} in the source of dataclass `cls` (what `docments` reads, without fastcore)."
@@ -207,7 +207,8 @@ def main_views(argv=None) -> dict | None:
     "Build both views with DDP-trained encoders under torchrun (or in one process); rank 0 writes `embeddings.npz` and `views.json`."
     from fusion_nb.embeddings import save_embeddings
     from fusion_nb.experiment import TRANSACTION_DATASETS, ExperimentConfig, load_transactions
-    from fusion_nb.views import build_views, default_split
+    from fusion_nb.splits import make_split
+    from fusion_nb.views import build_views
     args = build_views_parser().parse_args(argv)
     try: config = ExperimentConfig(**{name: getattr(args, name) for name in VIEWS_OPTIONS})   # validates every setting
     except (ValueError, OSError) as e: raise SystemExit(f'{type(e).__name__}: {e}') from None
@@ -220,14 +221,14 @@ def main_views(argv=None) -> dict | None:
         try:
             tx = load_transactions(config)
             views = config.views_config(str(args.device or device))
-            store = build_views(tx, default_split(tx), views, progress=rank == 0)
+            store = build_views(tx, make_split(tx, config.split), views, progress=rank == 0)   # the run's split, as load_store
         except BaseException:
             if rank == 0: _release_out(out, created)
             raise
         if rank != 0: return None
         save_embeddings(store, out / 'embeddings.npz')
         summary = dict(world_size=world_size, backend=dist.get_backend() if world_size > 1 else None, device=str(device),
-                       dataset=config.dataset, rows=len(tx.frame), store_rows=len(store.ids), views=views.key(),
+                       dataset=config.dataset, split_protocol=config.split, rows=len(tx.frame), store_rows=len(store.ids), views=views.key(),
                        seconds=round(time.perf_counter() - start, 2), timings=store.meta.get('timings'),
                        encoder_train=store.meta.get('encoder_train'),
                        probe_val_ap={view: probe_ap(store, view) for view in ('gnn', 'seq')},

@@ -13,10 +13,12 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 # %% auto #0
-__all__ = ['best_f1_threshold', 'binary_metrics', 'evaluate_scores']
+__all__ = ['TYPOLOGY_COLUMN', 'NO_PATTERN', 'best_f1_threshold', 'binary_metrics', 'evaluate_scores', 'recall_by_typology',
+           'mean_typology_recall']
 
 # %% ../nbs/08_evaluate.ipynb #f22ec05f
 def _check_scores(y, p, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -98,3 +100,31 @@ def evaluate_scores(y_val, p_val, y_test, p_test) -> dict:
             'test': binary_metrics(y_test, p_test, threshold, split='test'),
             'test_f1_at_0_5': _f1(_confusion(y_test, p_test, 0.5)),
             'val': binary_metrics(y_val, p_val, threshold, split='val')}
+
+# %% ../nbs/08_evaluate.ipynb #h15ev02
+TYPOLOGY_COLUMN = 'typology'   # the leaky column of a transactions table that names each row's laundering pattern
+NO_PATTERN = 'none'            # its value on rows that belong to no pattern (legitimate rows, and fraud outside any pattern)
+
+def recall_by_typology(y, p, threshold: float, typology) -> dict:
+    "{typology: {n_fraud, caught, recall}} of the fraud rows (`y == 1`) flagged at `p >= threshold`, per pattern name."
+    y, p = _check_scores(y, p, 'recall_by_typology')
+    typology = np.asarray(typology, dtype=object).reshape(-1)
+    if len(typology) != len(y):
+        raise ValueError(f'recall_by_typology: {len(y)} labels but {len(typology)} typologies; expected one per transaction')
+    names = np.where(pd.isna(typology), NO_PATTERN, typology).astype(str)[y == 1]   # a missing name: in no pattern
+    kinds, codes = np.unique(names, return_inverse=True)
+    n_fraud = np.bincount(codes, minlength=len(kinds))
+    caught = np.bincount(codes, weights=(p[y == 1] >= threshold).astype(float), minlength=len(kinds))
+    order = sorted(range(len(kinds)), key=lambda i: (kinds[i] == NO_PATTERN, kinds[i]))   # no pattern last
+    return {str(kinds[i]): dict(n_fraud=int(n_fraud[i]), caught=int(caught[i]), recall=float(caught[i] / n_fraud[i]))
+            for i in order}
+
+# %% ../nbs/08_evaluate.ipynb #h15ev07
+def mean_typology_recall(per_seed: list[dict]) -> dict:
+    "{typology: {n_fraud, recall, recall_std}} over seeds from `recall_by_typology` results of each seed."
+    out = {}
+    for name in dict.fromkeys(k for r in per_seed for k in r):
+        recalls = np.array([r[name]['recall'] for r in per_seed if name in r])
+        out[name] = dict(n_fraud=int(max(r[name]['n_fraud'] for r in per_seed if name in r)), recall=float(recalls.mean()),
+                         recall_std=float(recalls.std(ddof=1)) if len(recalls) > 1 else 0.0)
+    return out

@@ -10,8 +10,8 @@ Docs: https://fusion-nb.github.io/fusion_nb/graph_view.html.md"""
 
 # %% ../nbs/03_graph_view.ipynb #2d084a7d
 from __future__ import annotations
-import re, time, warnings
-from dataclasses import dataclass, asdict
+import importlib, re, time, warnings
+from dataclasses import dataclass, asdict, field
 import numpy as np, pandas as pd
 import torch, torch.nn as nn, torch.nn.functional as F
 with warnings.catch_warnings():   # torch_geometric imports tqdm.auto, which warns in a kernel without ipywidgets; we draw no bars
@@ -24,14 +24,15 @@ from .layers import FastDropout
 from .sampling import neighbor_sampler
 from .transactions import Transactions
 from .splits import SPLITS, visible_mask
-from .train import progress_line, format_seconds, plural
+from .engine import (FocalLoss, adamw, class_weights, encoder_line, logits_step, progress_line, rank_seed,
+                              seed_rank)
 
 # %% auto #0
-__all__ = ['GRAPH_VISIBILITY', 'GNN_FAMILIES', 'SEED_GNN_PRESETS', 'GNN_PRESETS', 'visible_rows', 'safe_feature_columns',
-           'type_categories', 'edge_features', 'graph_kind', 'account_node_features', 'build_account_graph',
-           'build_tx_graph', 'visible_graph', 'GNNConfig', 'gnn_config', 'mean_adjacency', 'GraphInputs',
-           'node_edge_means', 'graph_inputs', 'GraphSAGEEncoder', 'GNNEncoder', 'sampling_graph', 'subgraph_inputs',
-           'train_gnn_encoder', 'graph_embeddings']
+__all__ = ['GRAPH_VISIBILITY', 'GNN_FAMILIES', 'SEED_GNN_PRESETS', 'GNN_PRESETS', 'GNN_ARCHITECTURES', 'visible_rows',
+           'safe_feature_columns', 'type_categories', 'edge_features', 'graph_kind', 'account_node_features',
+           'build_account_graph', 'build_tx_graph', 'visible_graph', 'GNNConfig', 'gnn_config', 'mean_adjacency',
+           'GraphInputs', 'node_edge_means', 'graph_inputs', 'GraphSAGEEncoder', 'gnn_architecture', 'GNNEncoder',
+           'sampling_graph', 'subgraph_inputs', 'train_gnn_encoder', 'graph_embeddings']
 
 # %% ../nbs/03_graph_view.ipynb #8f8cd1c3
 GRAPH_VISIBILITY = {name: SPLITS[:i + 1] for i, name in enumerate(SPLITS)}   # a split sees itself and every earlier one
@@ -137,6 +138,7 @@ def _account_graph(tx: Transactions, mask: np.ndarray, feats: np.ndarray, feat_n
                                        f['type'].cat.codes.to_numpy().astype(np.int64)[rows], tx.n_accounts, type_categories(tx))
     return Data(x=torch.from_numpy(x), edge_index=torch.from_numpy(np.stack([src, dst]).astype(np.int64)),
                 edge_attr=torch.from_numpy(feats[rows]), row=torch.from_numpy(rows.astype(np.int64)), num_nodes=tx.n_accounts,
+                edge_time=torch.from_numpy(f['time'].to_numpy(dtype='float64')[rows]),
                 node_feature_names=x_names, edge_feature_names=list(feat_names))
 
 def build_account_graph(tx: Transactions, edge_mask=None) -> Data:
@@ -178,7 +180,7 @@ def visible_graph(tx: Transactions, split, scoring: str, edge_feats: tuple | Non
 # %% ../nbs/03_graph_view.ipynb #8f366657
 @dataclass
 class GNNConfig:
-    "Architecture of a GraphSAGE-family encoder."
+    "Architecture of a graph encoder: family, depth, width and the family's wiring."
     name: str
     family: str
     layers: int
@@ -186,9 +188,16 @@ class GNNConfig:
     edge_aware: bool = False
     jk: str = 'last'  # 'last' or 'cat'
     dropout: float = 0.2
+    arch: str = 'sage'          # node encoder: 'sage' (GraphSAGEEncoder) or the module that registers it ('multignn')
+    options: dict = field(default_factory=dict)   # the architecture's own switches (see 03b_multignn)
 
 GNN_FAMILIES = {'SAGE': dict(edge_aware=False, jk='last'), 'DeepSAGE': dict(edge_aware=False, jk='last'),
-                'UltraDeepSAGE': dict(edge_aware=True, jk='last'), 'HybridGNN': dict(edge_aware=True, jk='cat')}
+                'UltraDeepSAGE': dict(edge_aware=True, jk='last'), 'HybridGNN': dict(edge_aware=True, jk='cat'),
+                # Multi-GNN family (Egressy et al., AAAI 2024), built in 03b_multignn: plain GINE/PNA message passing over the
+                # transaction multigraph, and the Multi- variants with reverse message passing, port numbers and edge updates
+                'GINE': dict(arch='multignn', options=dict(conv='gine')), 'PNA': dict(arch='multignn', options=dict(conv='pna')),
+                'MultiGINE': dict(arch='multignn', options=dict(conv='gine', reverse=True, ports=True, time=True, edge_updates=True)),
+                'MultiPNA': dict(arch='multignn', options=dict(conv='pna', reverse=True, ports=True, time=True, edge_updates=True))}
 SEED_GNN_PRESETS = ('HybridGNN_L4_H320', 'DeepSAGE_L6_H384', 'DeepSAGE_L7_H400', 'UltraDeepSAGE_L8_H352')
 _PRESET_RE = re.compile(r'^(?P<family>[A-Za-z]+)_L(?P<layers>\d+)_H(?P<hidden>\d+)$', re.IGNORECASE)
 
@@ -201,7 +210,8 @@ def gnn_config(preset: str, dropout: float = GNNConfig.dropout) -> GNNConfig:
     if family is None: raise ValueError(f'unknown GNN family {m["family"]!r} in preset {preset!r}; valid families: {list(GNN_FAMILIES)}; presets: {list(SEED_GNN_PRESETS)}.')
     layers, hidden = int(m['layers']), int(m['hidden'])
     if layers < 1 or hidden < 1: raise ValueError(f'GNN preset {preset!r} needs at least 1 layer and 1 hidden unit.')
-    return GNNConfig(name=f'{family}_L{layers}_H{hidden}', family=family, layers=layers, hidden=hidden, dropout=dropout, **GNN_FAMILIES[family])
+    return GNNConfig(name=f'{family}_L{layers}_H{hidden}', family=family, layers=layers, hidden=hidden, dropout=dropout,
+                     **{k: dict(v) if isinstance(v, dict) else v for k, v in GNN_FAMILIES[family].items()})
 
 GNN_PRESETS = {name: gnn_config(name) for name in SEED_GNN_PRESETS}
 
@@ -227,6 +237,10 @@ class GraphInputs:
     adj_out: torch.Tensor
     edge_in: torch.Tensor | None = None
     edge_out: torch.Tensor | None = None
+    edge_index: torch.Tensor | None = None   # [2, E] sender -> receiver in time order, for encoders with per-edge messages
+    edge_attr: torch.Tensor | None = None    # [E, F] features of those edges (None: the graph has none)
+    edge_time: torch.Tensor | None = None    # [E] float64 time of those edges (account graphs)
+    ego: torch.Tensor | None = None          # [n] bool: endpoints of the transactions being scored (sampled batches only)
 
 def node_edge_means(data: Data) -> tuple[torch.Tensor, torch.Tensor] | None:
     "(mean features of the edges arriving at each node, of the edges leaving it), or None for a graph without edge features."
@@ -238,11 +252,17 @@ def node_edge_means(data: Data) -> tuple[torch.Tensor, torch.Tensor] | None:
         return total / torch.bincount(idx, minlength=n).clamp(min=1)[:, None]
     return node_mean(1), node_mean(0)
 
+def _edge_attr(data: Data, device) -> torch.Tensor | None:
+    attr = getattr(data, 'edge_attr', None)
+    return attr.to(device) if attr is not None and attr.shape[1] else None
+
 def graph_inputs(data: Data, device='cpu') -> GraphInputs:
     "Prepare a graph for the encoder: mean adjacencies in both directions and mean edge features per node."
     n = data.num_nodes
     src, dst = data.edge_index.numpy()
-    inputs = GraphInputs(x=data.x.to(device), adj_in=mean_adjacency(dst, src, n, device), adj_out=mean_adjacency(src, dst, n, device))
+    inputs = GraphInputs(x=data.x.to(device), adj_in=mean_adjacency(dst, src, n, device), adj_out=mean_adjacency(src, dst, n, device),
+                         edge_index=data.edge_index.to(device), edge_attr=_edge_attr(data, device),
+                         edge_time=data.edge_time.to(device) if 'edge_time' in data else None)
     means = node_edge_means(data)
     if means is not None: inputs.edge_in, inputs.edge_out = (m.to(device) for m in means)
     return inputs
@@ -275,12 +295,23 @@ class GraphSAGEEncoder(nn.Module):
         return self.jk(torch.cat(layers, 1)) if self.jk is not None else h
 
 # %% ../nbs/03_graph_view.ipynb #7904ad1c
+GNN_ARCHITECTURES = {'sage': GraphSAGEEncoder}   # GNNConfig.arch -> node encoder class; 03b_multignn adds 'multignn'
+
+def gnn_architecture(arch: str) -> type:
+    "The node-encoder class of `arch`, importing `fusion_nb.<arch>` (which registers it) on first use."
+    if arch not in GNN_ARCHITECTURES:
+        try: importlib.import_module(f'fusion_nb.{arch}')
+        except ModuleNotFoundError: pass
+    if arch not in GNN_ARCHITECTURES:
+        raise ValueError(f'GNN architecture {arch!r} is not registered (known: {sorted(GNN_ARCHITECTURES)}); its module must add it to GNN_ARCHITECTURES.')
+    return GNN_ARCHITECTURES[arch]
+
 class GNNEncoder(nn.Module):
-    "A `GraphSAGEEncoder` plus the transaction readout (embedding) and a linear fraud head."
+    "A node encoder (`GraphSAGEEncoder`, or the one `config.arch` names) plus the transaction readout (embedding) and a linear fraud head."
     def __init__(self, kind: str, node_dim: int, edge_dim: int, config: GNNConfig, emb_dim: int = 64, meta: dict | None = None):
         super().__init__()
         self.kind, self.config, self.emb_dim, self.meta = kind, config, emb_dim, dict(meta or {})
-        self.gnn = GraphSAGEEncoder(node_dim, edge_dim, config)
+        self.gnn = gnn_architecture(config.arch)(node_dim, edge_dim, config)
         H = config.hidden
         self.proj_src = nn.Linear(H, emb_dim)
         if kind == 'account':
@@ -312,10 +343,6 @@ def _loss_rows(label: np.ndarray, split: np.ndarray) -> np.ndarray:
     "Rows whose label may enter the loss: train split, known label."
     return np.flatnonzero((np.asarray(split) == 'train') & (np.asarray(label) >= 0))
 
-def _class_weights(y: np.ndarray) -> torch.Tensor:
-    counts = np.bincount(y, minlength=2).astype('float64')
-    return torch.tensor(len(y) / (2 * np.maximum(counts, 1)), dtype=torch.float32)
-
 def _ap(y: np.ndarray, score: np.ndarray) -> float:
     return float(average_precision_score(y, score)) if 0 < y.sum() < len(y) else float('nan')
 
@@ -334,7 +361,25 @@ def sampling_graph(graph: Data) -> Data:
                 edge_direction=torch.cat([torch.zeros(e.shape[1], dtype=torch.int8), torch.ones(e.shape[1], dtype=torch.int8)]))
     means = node_edge_means(graph)
     if means is not None: data.in_mean, data.out_mean = means
+    if getattr(graph, 'edge_attr', None) is not None: data.edge_attr = torch.cat([graph.edge_attr, graph.edge_attr])
+    if 'edge_time' in graph: data.edge_time = graph.edge_time.repeat(2)
+    data.edge_order = torch.arange(e.shape[1]).repeat(2)      # each edge's position in the graph's time order
     return data
+
+def _subgraph_edges(batch: Data, reverse: np.ndarray, device) -> dict:
+    "Each sampled transaction once, as transacted, in time order, with its features; and the seeds' nodes as ego ids."
+    edges = torch.cat([batch.edge_index[:, torch.from_numpy(~reverse)], batch.edge_index[:, torch.from_numpy(reverse)].flip(0)], 1)
+    order = torch.cat([batch.edge_order[torch.from_numpy(~reverse)], batch.edge_order[torch.from_numpy(reverse)]])
+    _, first = np.unique(order.numpy(), return_index=True)    # an edge sampled in both directions counts once
+    keep = torch.from_numpy(first)
+    ego = torch.zeros(batch.num_nodes, dtype=torch.bool)
+    if 'edge_label_index' in batch: ego[batch.edge_label_index.flatten()] = True
+    elif getattr(batch, 'batch_size', None): ego[:batch.batch_size] = True
+    def per_edge(name):
+        if name not in batch: return None
+        value = batch[name]
+        return torch.cat([value[torch.from_numpy(~reverse)], value[torch.from_numpy(reverse)]])[keep].to(device)
+    return dict(edge_index=edges[:, keep].to(device), edge_attr=per_edge('edge_attr'), edge_time=per_edge('edge_time'), ego=ego.to(device))
 
 def subgraph_inputs(batch: Data, device='cpu') -> GraphInputs:
     "`GraphInputs` of a sampled subgraph of a `sampling_graph`: its in- and out-edges as the two mean adjacencies."
@@ -343,6 +388,8 @@ def subgraph_inputs(batch: Data, device='cpu') -> GraphInputs:
     inputs = GraphInputs(x=batch.x.to(device), adj_in=mean_adjacency(target[~reverse], source[~reverse], n, device),
                          adj_out=mean_adjacency(target[reverse], source[reverse], n, device))
     if 'in_mean' in batch: inputs.edge_in, inputs.edge_out = batch.in_mean.to(device), batch.out_mean.to(device)
+    if 'edge_order' in batch:
+        for k, v in _subgraph_edges(batch, reverse, device).items(): setattr(inputs, k, v)
     return inputs
 
 def _sampled_batches(tx: Transactions, kind: str, data: Data, sampler, fanout, rows: np.ndarray, batch_size: int):
@@ -364,6 +411,69 @@ def _rank_rows(pick: np.ndarray, batch_size: int, world_size: int, rank: int) ->
     steps = -(-len(pick) // (per_rank * world_size))
     padded = np.resize(pick, steps * per_rank * world_size)                     # wraps round, as torch's DistributedSampler does
     return padded.reshape(steps, world_size, per_rank)[:, rank].ravel(), per_rank
+
+# %% ../nbs/03_graph_view.ipynb #d2ba1620
+@dataclass
+class _GnnRun:
+    "What every epoch of `train_gnn_encoder` reads: the model and its step, the loss rows, and how batches are made."
+    model: nn.Module
+    step: object                    # the engine's `logits_step`: (logits, y) -> (weighted loss sum, batch weight)
+    tx: Transactions
+    kind: str
+    rows: np.ndarray                # loss rows: train split, known label
+    y_all: np.ndarray               # their labels (int64)
+    feats: tuple | None             # edge features of account graphs
+    device: torch.device
+    world_size: int = 1
+    rank: int = 0
+    inputs: GraphInputs | None = None   # full-batch: the whole train graph
+    data: Data | None = None        # sampled: the sampling graph, its sampler, fan-outs and batch size
+    sampler: object = None
+    fanout: list | None = None
+    batch_size: int = 4096
+
+def _full_batch_epoch(run: _GnnRun, pick: np.ndarray) -> tuple:
+    "One step on the whole train graph with this rank's share of `pick`: (loss sum, weight sum, labels, scores)."
+    mine = shard_rows(pick, run.rank, run.world_size)
+    y = torch.from_numpy(run.y_all[mine]).to(run.device)
+    logits = run.model(run.inputs, *_rows_on(run.tx, run.kind, run.rows[mine], run.feats[0] if run.feats else None, run.device))
+    loss_sum, weight_sum = run.step(logits, y)
+    return loss_sum, weight_sum, [run.y_all[mine]], [logits.detach()[:, 1].float().cpu().numpy()]
+
+def _sampled_epoch(run: _GnnRun, order: np.ndarray) -> tuple:
+    "One step per sampled batch of `order` (this rank's share of each): (loss sum, weight sum, labels, scores)."
+    mine, per_rank = _rank_rows(order, run.batch_size, run.world_size, run.rank)
+    my_rows, label = run.rows[mine], run.tx.frame['label'].to_numpy()
+    edge_attr = torch.from_numpy(run.feats[0]) if run.feats else None
+    seen_y, seen_score, loss_sum, weight_sum = [], [], 0.0, 0.0
+    for batch, position, seeds in _sampled_batches(run.tx, run.kind, run.data, run.sampler, run.fanout, my_rows, per_rank):
+        r = my_rows[position.numpy()]
+        y = torch.from_numpy(label[r].astype(np.int64)).to(run.device)
+        extra = (edge_attr[r].to(run.device),) if run.kind == 'account' else ()
+        logits = run.model(subgraph_inputs(batch, run.device), *(s.to(run.device) for s in seeds), *extra)
+        part, w = run.step(logits, y)
+        loss_sum, weight_sum = loss_sum + part, weight_sum + w
+        seen_y.append(label[r]); seen_score.append(logits.detach()[:, 1].float().cpu().numpy())
+    return loss_sum, weight_sum, seen_y, seen_score
+
+def _gnn_epochs(run: _GnnRun, encoder: nn.Module, epochs: int, max_loss_rows: int, pick_rng: torch.Generator) -> dict:
+    "Train `epochs` epochs; the history: weighted-mean loss over all ranks, this rank's train AP, seconds."
+    history = dict(loss=[], train_ap=[], seconds=[])
+    for _ in range(epochs):
+        start = time.perf_counter()
+        pick = (torch.randperm(len(run.rows), generator=pick_rng)[:max_loss_rows].sort().values.numpy()
+                if len(run.rows) > max_loss_rows else np.arange(len(run.rows)))
+        encoder.train()
+        if run.data is None: loss_sum, weight_sum, seen_y, seen_score = _full_batch_epoch(run, pick)
+        else: loss_sum, weight_sum, seen_y, seen_score = _sampled_epoch(run, pick[torch.randperm(len(pick), generator=pick_rng).numpy()])
+        if run.world_size > 1:
+            total = torch.tensor(loss_sum, dtype=torch.float64, device=run.device)
+            torch.distributed.all_reduce(total)
+            loss_sum = float(total)
+        history['loss'].append(loss_sum / max(weight_sum, 1e-12))
+        history['train_ap'].append(_ap(np.concatenate(seen_y), np.concatenate(seen_score)))
+        history['seconds'].append(time.perf_counter() - start)
+    return history
 
 # %% ../nbs/03_graph_view.ipynb #a00ec575
 def train_gnn_encoder(tx: Transactions, split, preset: str = 'HybridGNN_L2_H64', emb_dim: int = 32, epochs: int = 100,
@@ -393,61 +503,19 @@ def train_gnn_encoder(tx: Transactions, split, preset: str = 'HybridGNN_L2_H64',
                 training='full-batch' if fanout is None else dict(fanout=[int(f) for f in fanout], batch_size=batch_size), world_size=world_size)
     encoder = GNNEncoder(kind, graph.x.shape[1], edge_dim, config, emb_dim, meta).to(device)
     model = encoder if world_size == 1 else wrap_ddp(encoder, device)           # the same weights on every rank (DDP broadcasts rank 0's)
-    if world_size > 1 and rank: torch.manual_seed(seed + 7919 * rank)           # own dropout masks per rank
-    opt = torch.optim.AdamW(encoder.parameters(), lr=lr, weight_decay=weight_decay)
-    weight = _class_weights(y_all).to(device)
-    edge_attr = torch.from_numpy(feats[0]) if feats else None
-    if fanout is None: inputs = graph_inputs(graph, device)
+    seed_rank(seed)                                                             # own dropout masks per rank under DDP
+    criterion = FocalLoss(class_weights(y_all), gamma=0).to(device)             # class-weighted cross-entropy
+    step = logits_step(criterion, adamw(encoder.parameters(), lr, weight_decay), encoder.parameters(), world_size=world_size)
+    run = _GnnRun(model, step, tx, kind, rows, y_all, feats, device, world_size, rank)
+    if fanout is None: run.inputs = graph_inputs(graph, device)
     else:
-        data = sampling_graph(graph)
-        sampler = neighbor_sampler(data, fanout, seed=seed + 7919 * rank)
-    pick_rng = torch.Generator().manual_seed(seed)                              # the same on every rank
-    history = dict(loss=[], train_ap=[], seconds=[])
-
-    def step(logits, y):
-        "One optimiser step on this rank's rows; the loss is its share of the whole batch's weighted mean (DDP averages gradients)."
-        w_sum = weight[y].sum()
-        if world_size > 1: torch.distributed.all_reduce(w_sum)
-        loss = F.cross_entropy(logits, y, weight=weight, reduction='sum') * world_size / w_sum
-        opt.zero_grad(set_to_none=True); loss.backward()
-        nn.utils.clip_grad_norm_(encoder.parameters(), 1.0); opt.step()
-        return float(loss.detach()) / world_size * float(w_sum), float(w_sum)   # (this rank's weighted loss sum, the batch's weight sum)
-
-    for _ in range(epochs):
-        start = time.perf_counter()
-        pick = (torch.randperm(len(rows), generator=pick_rng)[:max_loss_rows].sort().values.numpy()
-                if len(rows) > max_loss_rows else np.arange(len(rows)))
-        encoder.train()
-        if fanout is None:
-            mine = shard_rows(pick, rank, world_size)
-            y = torch.from_numpy(y_all[mine]).to(device)
-            src_dst = _rows_on(tx, kind, rows[mine], feats[0] if feats else None, device)
-            logits = model(inputs, *src_dst)
-            loss_sum, weight_sum = step(logits, y)
-            seen_y, seen_score = [y_all[mine]], [logits.detach()[:, 1].float().cpu().numpy()]
-        else:
-            order = pick[torch.randperm(len(pick), generator=pick_rng).numpy()]
-            mine, per_rank = _rank_rows(order, batch_size, world_size, rank)
-            my_rows = rows[mine]
-            seen_y, seen_score, loss_sum, weight_sum = [], [], 0.0, 0.0
-            for batch, position, seeds in _sampled_batches(tx, kind, data, sampler, fanout, my_rows, per_rank):
-                r = my_rows[position.numpy()]
-                y = torch.from_numpy(label[r].astype(np.int64)).to(device)
-                extra = (edge_attr[r].to(device),) if kind == 'account' else ()
-                logits = model(subgraph_inputs(batch, device), *(s.to(device) for s in seeds), *extra)
-                part, w = step(logits, y)
-                loss_sum, weight_sum = loss_sum + part, weight_sum + w
-                seen_y.append(label[r]); seen_score.append(logits.detach()[:, 1].float().cpu().numpy())
-        if world_size > 1:
-            total = torch.tensor(loss_sum, dtype=torch.float64, device=device); torch.distributed.all_reduce(total); loss_sum = float(total)
-        history['loss'].append(loss_sum / max(weight_sum, 1e-12))                 # the epoch's weighted-mean loss over all ranks
-        history['train_ap'].append(_ap(np.concatenate(seen_y), np.concatenate(seen_score)))   # this rank's rows
-        history['seconds'].append(time.perf_counter() - start)
+        run.data, run.fanout, run.batch_size = sampling_graph(graph), fanout, batch_size
+        run.sampler = neighbor_sampler(run.data, fanout, seed=rank_seed(seed, rank))
+    history = _gnn_epochs(run, encoder, epochs, max_loss_rows, torch.Generator().manual_seed(seed))   # the same order on every rank
     if history['loss']:
         ap = history['train_ap'][-1]
-        progress_line(f"graph encoder {config.name}: {plural(epochs, 'epoch')} on {len(rows):,} train rows, last loss "
-                      f"{history['loss'][-1]:.4f}, train AP {'n/a' if ap is None else f'{ap:.3f}'} "
-                      f"({format_seconds(time.perf_counter() - began)})", progress)
+        progress_line(encoder_line('graph', config.name, epochs, len(rows), f"last loss {history['loss'][-1]:.4f}, train AP "
+                                   f"{'n/a' if ap is None else f'{ap:.3f}'}", time.perf_counter() - began), progress)
     return encoder.eval(), history
 
 # %% ../nbs/03_graph_view.ipynb #5c3f03f5

@@ -10,17 +10,20 @@ Docs: https://fusion-nb.github.io/fusion_nb/loaders.html.md"""
 
 # %% ../nbs/01b_loaders.ipynb #41ac48c2
 from __future__ import annotations
-import csv, gzip, itertools, os, warnings, zlib
+import csv, gzip, io, itertools, os, warnings, zlib
 from pathlib import Path
 import numpy as np, pandas as pd
 from . import env
 from .transactions import Transactions, TransactionsError, encode_accounts
+from .evaluate import NO_PATTERN, TYPOLOGY_COLUMN
 
 # %% auto #0
-__all__ = ['PAYSIM_COLUMNS', 'PAYSIM_ALIASES', 'PAYSIM_BALANCES', 'PAYSIM_LEAK_NOTES', 'AMLWORLD_HEADER', 'AMLSIM_COLUMNS',
-           'AMLSIM_LEAK_NOTES', 'AMLSIM_FILES', 'ELLIPTIC_FILES', 'ELLIPTIC_FEATURES', 'ELLIPTIC_STEP_HOURS',
-           'DATASET_KINDS', 'DATASET_FILES', 'read_header', 'load_paysim', 'load_amlworld', 'load_amlsim',
-           'load_elliptic', 'sniff_format', 'find_dataset', 'load_dataset']
+__all__ = ['PAYSIM_COLUMNS', 'PAYSIM_ALIASES', 'PAYSIM_BALANCES', 'PAYSIM_LEAK_NOTES', 'AMLWORLD_HEADER', 'PATTERN_BEGIN',
+           'PATTERN_END', 'TYPOLOGY_NOTE', 'AMLSIM_ALERT_FILES', 'AMLSIM_COLUMNS', 'AMLSIM_LEAK_NOTES', 'AMLSIM_FILES',
+           'ELLIPTIC_FILES', 'ELLIPTIC_FEATURES', 'ELLIPTIC_STEP_HOURS', 'DATASET_KINDS', 'DATASET_FILES',
+           'read_header', 'load_paysim', 'amlworld_patterns_path', 'read_amlworld_patterns', 'pattern_typologies',
+           'load_amlworld', 'amlsim_alerts_path', 'amlsim_typologies', 'load_amlsim', 'load_elliptic', 'sniff_format',
+           'find_dataset', 'load_dataset']
 
 # %% ../nbs/01b_loaders.ipynb #617c41f8
 _HEADER_LIMIT = 1 << 20    # characters: no header of a format we read comes near this
@@ -322,8 +325,101 @@ def _hours_since_first(stamps: pd.Series, fmt_string: str | None, path, fmt: str
     seconds = (parsed - parsed.min()).dt.total_seconds().to_numpy()
     return seconds[codes] / 3600.0, str(parsed.min())
 
+# %% ../nbs/01b_loaders.ipynb #h15ld02
+PATTERN_BEGIN, PATTERN_END = 'BEGIN LAUNDERING ATTEMPT', 'END LAUNDERING ATTEMPT'
+TYPOLOGY_NOTE = 'laundering pattern of the row from the source\'s label files (none: in no pattern); label information, never a feature'
+_PATTERN_KEY = [c for c in _AMLWORLD_NAMES if c != 'is_laundering']
+
+def amlworld_patterns_path(trans_path) -> Path | None:
+    "IBM's pattern file beside an AMLworld transactions file (`HI-Small_Trans.csv` -> `HI-Small_Patterns.txt`), if it is there."
+    name = Path(trans_path).name
+    if '_Trans' not in name: return None
+    candidate = Path(trans_path).with_name(name.split('_Trans')[0] + '_Patterns.txt')
+    return candidate if candidate.is_file() else None
+
+# %% ../nbs/01b_loaders.ipynb #h15ld03
+def _pattern_blocks(path, lines: pd.Series) -> tuple[np.ndarray, np.ndarray, pd.Series]:
+    "(transaction-line mask, attempt number per line, type per attempt) of a pattern file's stripped lines, or a clear error."
+    fmt = f'IBM AMLworld patterns file {path}'
+    begin, end = lines.str.startswith(PATTERN_BEGIN).to_numpy(), lines.str.startswith(PATTERN_END).to_numpy()
+    depth = np.cumsum(begin) - np.cumsum(end)             # 1 inside an attempt (its BEGIN line included), 0 outside
+    stray = (lines != '').to_numpy() & (depth == 0) & ~end
+    problems = [(depth > 1, f'a new {PATTERN_BEGIN} before the {PATTERN_END} of the attempt above it'),
+                (stray, f'text outside any laundering attempt; expected blocks {PATTERN_BEGIN} - <TYPE> ... {PATTERN_END}. '
+                        'Is this an AMLworld *_Patterns.txt file?'),
+                (depth < 0, f'{PATTERN_END} without a {PATTERN_BEGIN}')]
+    found = [(int(np.flatnonzero(mask)[0]) + 1, what) for mask, what in problems if mask.any()]
+    if found:                                             # the earliest problem in the file
+        line, what = min(found)
+        raise TransactionsError(f'{fmt}, line {line} (`{lines.iloc[line - 1][:80]}`): {what}.')
+    if depth[-1] != 0: raise TransactionsError(f'{fmt}: the last attempt (line {len(depth) - np.flatnonzero(begin[::-1])[0]}) '
+                                               f'has no {PATTERN_END} line; the file looks truncated. Re-download it.')
+    kinds = lines[begin].str[len(PATTERN_BEGIN):].str.strip(' -').str.split(':').str[0].str.strip()
+    if (kinds == '').any():
+        untyped = np.flatnonzero(begin)[np.flatnonzero((kinds == '').to_numpy())[0]] + 1
+        raise TransactionsError(f'{fmt}, line {untyped}: an attempt without a type; expected `{PATTERN_BEGIN} - <TYPE>`.')
+    return (lines != '').to_numpy() & (depth == 1) & ~begin, np.cumsum(begin), kinds.reset_index(drop=True)
+
+# %% ../nbs/01b_loaders.ipynb #h15ld04
+def read_amlworld_patterns(path: str | os.PathLike) -> pd.DataFrame:
+    "The transactions of an AMLworld pattern file: the transactions file's columns plus `pattern`, `attempt` and `line`."
+    fmt = 'IBM AMLworld patterns'
+    path = _require_file(path, fmt, "IBM's pattern file such as HI-Small_Patterns.txt (blocks 'BEGIN LAUNDERING ATTEMPT - <TYPE>' "
+                                    "... 'END LAUNDERING ATTEMPT')")
+    gz = _is_gzip(path)
+    try:
+        with (gzip.open if gz else open)(path, 'rt', encoding='utf-8-sig', newline='') as f: lines = pd.Series(f.read().splitlines(), dtype=object)
+    except UnicodeDecodeError as err: raise _encoding_error(path, gz, err, fmt) from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err: raise _gzip_error(path, err, fmt) from None
+    if len(lines) == 0: raise TransactionsError(f'{fmt} file {path} is empty; expected laundering attempts ({PATTERN_BEGIN} - <TYPE> ...).')
+    lines = lines.str.strip()
+    body, attempt, kinds = _pattern_blocks(path, lines)
+    rows = list(csv.reader(lines[body].tolist()))
+    width = np.array([len(r) for r in rows])
+    if (width != len(_AMLWORLD_NAMES)).any():
+        i = int(np.flatnonzero(width != len(_AMLWORLD_NAMES))[0])
+        raise TransactionsError(f'{fmt} file {path}, line {np.flatnonzero(body)[i] + 1}: {width[i]} fields, expected {len(_AMLWORLD_NAMES)} '
+                                f'in the transactions file\'s format (`{",".join(AMLWORLD_HEADER)}`).')
+    out = pd.DataFrame(rows, columns=list(_AMLWORLD_NAMES)).apply(lambda c: c.str.strip())
+    for col in ('amount_received', 'amount_paid'):
+        out[col] = pd.to_numeric(out[col], errors='coerce')
+        if out[col].isna().any():
+            i = int(np.flatnonzero(out[col].isna())[0])
+            raise TransactionsError(f'{fmt} file {path}, line {np.flatnonzero(body)[i] + 1}: the amount `{rows[i][_AMLWORLD_NAMES.index(col)]}` '
+                                    f'is not a number.')
+    return out.assign(pattern=kinds.to_numpy()[attempt[body] - 1], attempt=attempt[body], line=np.flatnonzero(body) + 1)
+
+# %% ../nbs/01b_loaders.ipynb #h15ld05
+def _as_key(frame: pd.DataFrame) -> pd.DataFrame:
+    "The matching columns of transactions or pattern lines, text as str and amounts as float."
+    return pd.DataFrame({c: frame[c].astype(str) if c not in ('amount_received', 'amount_paid') else frame[c].astype('float64')
+                         for c in _PATTERN_KEY})
+
+def pattern_typologies(raw: pd.DataFrame, patterns: pd.DataFrame, path, complete: bool = True) -> tuple[pd.Categorical, dict]:
+    "Pattern type per row of an AMLworld file read as `raw` (NO_PATTERN outside any attempt), and what was matched."
+    near = np.flatnonzero(raw['timestamp'].astype(str).isin(set(patterns['timestamp'])).to_numpy())   # candidates: same minute
+    lines = _as_key(patterns).assign(line=patterns['line'].to_numpy(), pattern=patterns['pattern'].to_numpy())
+    matched = lines.merge(_as_key(raw.iloc[near]).assign(row=near), how='left', on=_PATTERN_KEY)
+    missing = matched['row'].isna().to_numpy()
+    if complete and missing.any():
+        first = patterns.loc[patterns['line'] == matched['line'][missing].iloc[0]].iloc[0]
+        raise TransactionsError(f"IBM AMLworld patterns: {int(missing.sum())} of {len(patterns)} pattern transaction(s) are not in {path}, "
+                                f"first at line {first['line']} ({first['timestamp']}, {first['from_bank']}:{first['from_account']} -> "
+                                f"{first['to_bank']}:{first['to_account']}, {first['amount_paid']} {first['payment_currency']}). Use the "
+                                "pattern file of this transactions file (HI-Small_Patterns.txt with HI-Small_Trans.csv), or patterns=False.")
+    hit = matched[~missing].drop_duplicates('row')                     # a row in two attempts keeps the first
+    typology = np.full(len(raw), NO_PATTERN, dtype=object)
+    typology[hit['row'].to_numpy(dtype=np.int64)] = hit['pattern'].to_numpy()
+    laundering = raw['is_laundering'].to_numpy() == 1
+    info = dict(attempts=int(patterns['attempt'].nunique()), pattern_lines=len(patterns), rows_in_a_pattern=int(len(hit)),
+                pattern_lines_not_in_rows_read=int(missing.sum()),
+                laundering_in_no_pattern=int((laundering & (typology == NO_PATTERN)).sum()), laundering=int(laundering.sum()))
+    return pd.Categorical(typology), info
+
 # %% ../nbs/01b_loaders.ipynb #1d91faeb
-def load_amlworld(path: str | os.PathLike, nrows: int | None = None) -> Transactions:
+def load_amlworld(path: str | os.PathLike, nrows: int | None = None,
+                  patterns=None,   # pattern file (None: `<name>_Patterns.txt` beside `path` if there; False: none)
+                 ) -> Transactions:
     "Read an IBM AMLworld transactions CSV (`HI-Small_Trans.csv`, `LI-*_Trans.csv`, ...) into `Transactions`."
     fmt = 'IBM AMLworld'
     path = _require_file(path, fmt, f'an AMLworld CSV such as HI-Small_Trans.csv with header `{",".join(AMLWORLD_HEADER)}`')
@@ -350,8 +446,43 @@ def load_amlworld(path: str | os.PathLike, nrows: int | None = None) -> Transact
                 time_note='hours since the earliest Timestamp in the rows read', tx_id_note='row number in the file (0-based)',
                 amount_note='amount = Amount Paid (payment currency); amount_received in the receiving currency',
                 id_note="accounts are (bank, account) pairs named 'bank:account'; join keys only, never features")
+    patterns = amlworld_patterns_path(path) if patterns is None else patterns
+    if patterns is not None and patterns is not False:
+        frame[TYPOLOGY_COLUMN], meta['patterns'] = pattern_typologies(raw, read_amlworld_patterns(patterns), path, complete=nrows is None)
     return Transactions.from_frame(frame, origin=str(path), accounts=accounts, source='ibm_aml',
-                                   feature_columns=['amount_received', 'cross_currency'], meta=meta)
+                                   feature_columns=['amount_received', 'cross_currency'], meta=meta,
+                                   leaky_columns=[TYPOLOGY_COLUMN] if TYPOLOGY_COLUMN in frame else [],
+                                   leak_notes={TYPOLOGY_COLUMN: TYPOLOGY_NOTE} if TYPOLOGY_COLUMN in frame else {})
+
+# %% ../nbs/01b_loaders.ipynb #h15ld10
+AMLSIM_ALERT_FILES = ('alert_accounts.csv', 'alert_accounts.csv.gz', 'alert_transactions.csv', 'alert_transactions.csv.gz')
+
+def amlsim_alerts_path(transactions_path) -> Path | None:
+    "AMLSim's alert file beside its transactions file (`alert_accounts.csv(.gz)`, else `alert_transactions.csv(.gz)`), if any."
+    folder = Path(transactions_path).parent
+    return next((folder/n for n in AMLSIM_ALERT_FILES if (folder/n).is_file()), None)
+
+def amlsim_typologies(alert_id: np.ndarray, path) -> tuple[pd.Categorical, dict]:
+    "Typology per row from its `alert_id` and AMLSim's alert file at `path` (NO_PATTERN for alert_id -1), and what was read."
+    fmt = 'IBM AMLSim alerts'
+    path = _require_file(path, fmt, "AMLSim's alert_accounts.csv or alert_transactions.csv (columns alert_id, alert_type)")
+    header = read_header(path)
+    _check_header(path, header, ('alert_id', 'alert_type'), fmt)
+    alerts = _read_csv(path, dict(alert_id='int64', alert_type='category'), fmt)
+    _check_required(alerts, {'alert_type': ('alert_type', header.index('alert_type'), 'alert type')}, path, fmt)
+    kinds = alerts.groupby('alert_id')['alert_type'].nunique()
+    if (kinds > 1).any():
+        raise TransactionsError(f'{fmt} file {path}: alert {kinds.index[kinds > 1][0]} has {kinds.max()} different alert_type values; '
+                                'each alert is one typology. Check that the file is the simulator\'s own output.')
+    types = alerts.drop_duplicates('alert_id').set_index('alert_id')['alert_type'].astype(str)
+    sar = np.asarray(alert_id) >= 0
+    unknown = sar & ~np.isin(alert_id, types.index.to_numpy())
+    if unknown.any():
+        raise TransactionsError(f'{fmt}: {int(unknown.sum())} transaction(s) belong to alert(s) {sorted(set(alert_id[unknown].tolist()))[:5]} '
+                                f'that {path} does not list. Use the alert file of the same AMLSim run, or alerts=False.')
+    typology = np.full(len(alert_id), NO_PATTERN, dtype=object)
+    typology[sar] = types.reindex(alert_id[sar]).to_numpy()
+    return pd.Categorical(typology), dict(file=str(path), alert_types=sorted(types.unique().tolist()))
 
 # %% ../nbs/01b_loaders.ipynb #16760e85
 AMLSIM_COLUMNS = ('tran_id', 'orig_acct', 'bene_acct', 'tx_type', 'base_amt', 'tran_timestamp', 'is_sar', 'alert_id')
@@ -360,7 +491,9 @@ _AMLSIM_DTYPES = dict(tran_id='int64', orig_acct='category', bene_acct='category
 AMLSIM_LEAK_NOTES = {'alert_id': 'typology (alert) id: >= 0 exactly on SAR rows, so it is the label'}
 AMLSIM_FILES = ('transactions.csv', 'transactions.csv.gz')
 
-def load_amlsim(path_or_dir: str | os.PathLike, nrows: int | None = None) -> Transactions:
+def load_amlsim(path_or_dir: str | os.PathLike, nrows: int | None = None,
+                alerts=None,   # alert file with alert_type (None: alert_accounts/alert_transactions beside it; False: none)
+               ) -> Transactions:
     "Read AMLSim's `transactions.csv(.gz)` (a file, or the folder holding it) into `Transactions`."
     fmt, path = 'IBM AMLSim', Path(path_or_dir)
     if path.is_dir():
@@ -385,8 +518,11 @@ def load_amlsim(path_or_dir: str | os.PathLike, nrows: int | None = None) -> Tra
                 time_note='hours since the first tran_timestamp (AMLSim step = 1 day = 24 h)', tx_id_note='tran_id',
                 id_note='account ids are join keys only (AMLSim ids encode degree class); never features',
                 accounts_note="accounts.csv is not read: its prior_sar_count is the account label")
+    alerts = amlsim_alerts_path(path) if alerts is None else alerts
+    if alerts is not None and alerts is not False: frame[TYPOLOGY_COLUMN], meta['alerts'] = amlsim_typologies(frame['alert_id'].to_numpy(), alerts)
+    leaky = ['alert_id'] + ([TYPOLOGY_COLUMN] if TYPOLOGY_COLUMN in frame else [])
     return Transactions.from_frame(frame, origin=str(path), accounts=np.asarray(accounts, dtype=str).astype(object), source='amlsim',
-                                   leaky_columns=['alert_id'], leak_notes=dict(AMLSIM_LEAK_NOTES), meta=meta)
+                                   leaky_columns=leaky, leak_notes={**AMLSIM_LEAK_NOTES, TYPOLOGY_COLUMN: TYPOLOGY_NOTE}, meta=meta)
 
 # %% ../nbs/01b_loaders.ipynb #2dc87ca2
 ELLIPTIC_FILES = dict(features='elliptic_txs_features.csv', classes='elliptic_txs_classes.csv', edges='elliptic_txs_edgelist.csv')
@@ -566,4 +702,7 @@ def load_dataset(kind: str, data_path: str | os.PathLike | None = None, nrows: i
     if fmt not in _FORMATS['ibm_aml']:
         raise TransactionsError(f"IBM AML: {path} is neither AMLworld (header `{','.join(AMLWORLD_HEADER)}`) nor AMLSim "
                                 f"(header `{','.join(AMLSIM_COLUMNS)}`); found `{','.join(read_header(path)[:20])}`. Pass an IBM AML file.")
+    if fmt == 'amlsim' and kw.get('patterns') is not None:
+        raise TransactionsError(f"IBM AML: {path} is an AMLSim file, and patterns={kw['patterns']!r} applies to AMLworld files; "
+                                "AMLSim's typologies are read from the alert_accounts.csv beside its transactions.csv.")
     return (load_amlworld if fmt == 'amlworld' else load_amlsim)(path, nrows=nrows, **kw)

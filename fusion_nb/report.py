@@ -23,12 +23,13 @@ from .schema import validate_results, load_results, clip_rounding, ResultsSchema
 from .stats import alert_budget_metrics, load_predictions, verdict, resampled_average_precision, validation_ap, OUTCOMES
 
 # %% auto #0
-__all__ = ['TABLE_METRICS', 'MODALITY_CAVEAT', 'SMOKE_BANNER', 'ALERT_BUDGETS', 'ERROR_FILE', 'PLOTS', 'PREDICTION_PLOTS',
-           'results_table', 'plot_metric_comparison', 'plot_training_curves', 'plot_confusion_matrices',
-           'plot_modality_weights', 'plot_pr_curves', 'plot_roc_curves', 'report_verdict', 'plot_verdict',
-           'alert_budget_table', 'plot_alert_budget', 'to_jsonable', 'RunNotFinished', 'finish_command',
+__all__ = ['TABLE_METRICS', 'MODALITY_CAVEAT', 'SMOKE_BANNER', 'ALERT_BUDGETS', 'ERROR_FILE', 'AMLWORLD_ANCHORS', 'PLOTS',
+           'PREDICTION_PLOTS', 'results_table', 'plot_metric_comparison', 'plot_training_curves',
+           'plot_confusion_matrices', 'plot_modality_weights', 'plot_pr_curves', 'plot_roc_curves', 'report_verdict',
+           'plot_verdict', 'alert_budget_table', 'plot_alert_budget', 'to_jsonable', 'RunNotFinished', 'finish_command',
            'save_unfinished', 'run_not_finished', 'save_figure', 'write_results', 'md_escape', 'md_code',
-           'write_summary', 'verdict_markdown', 'dataset_markdown', 'render_report', 'finish_run', 'rerender_report']
+           'write_summary', 'verdict_markdown', 'dataset_markdown', 'typology_table', 'amlworld_variant',
+           'anchor_table', 'render_report', 'finish_run', 'rerender_report']
 
 # %% ../nbs/09_report.ipynb #fcb11aca
 TABLE_METRICS = ('average_precision', 'roc_auc', 'f1', 'precision', 'recall', 'accuracy')
@@ -447,10 +448,11 @@ def _summary_text(results: dict, predictions: dict | None, verdict_result: dict 
     out += ['', '## Verdict', ''] + _verdict_lines(results, verdict_result, plots)
     metrics = pd.DataFrame({'model': table.index, 'views': table['views'].fillna(''), 'seeds': table['seeds'],
                             **{k: [_mean_pm_std(m, s, n) for m, s, n in zip(table[k], table[f'{k}_std'], table['seeds'])]
-                               for k in ('average_precision', 'roc_auc', 'f1', 'precision', 'recall')},
+                               for k in ('average_precision', 'f1', 'roc_auc', 'precision', 'recall')},
                             'threshold': [f'{t:.3f}' if np.isfinite(t) else 'n/a' for t in table['threshold']]})
-    out += ['', '## Test metrics', '', 'Mean ± std over seeds of each seed\'s test metric (AP: the verdict\'s AP); F1, precision and '
-            'recall at the threshold chosen on validation.', '', markdown_table(metrics)]
+    out += ['', '## Test metrics', '', 'Mean ± std over seeds of each seed\'s test metric (AP: the verdict\'s AP); F1 (of the fraud class, '
+            'the figure published AMLworld baselines report), precision and recall at the threshold chosen on validation.', '', markdown_table(metrics)]
+    out += _extra_sections(results)
     if predictions is not None:
         budget = alert_budget_table(results, predictions, budgets)
         wide = pd.DataFrame({'model': _scored_models(results, predictions)})
@@ -484,6 +486,77 @@ def dataset_markdown(results: dict) -> str:
                        for s in ('train', 'val', 'test') if s in rows)
     return (f"Dataset {md_code(ds.get('source'))}: {splits or 'no split sizes recorded'}; fingerprint "
             f"{md_code(ds.get('fingerprint'))}; encoders {md_escape(ds.get('views') or 'given')}")
+
+# %% ../nbs/09_report.ipynb #h15rp02
+def typology_table(results: dict) -> pd.DataFrame | None:
+    "Per model (rows) the mean recall over seeds of each typology's test fraud (columns, `n` fraud rows in the name); None without typologies."
+    found = {name: m['test_by_typology'] for name, m in results['models'].items() if m.get('test_by_typology')}
+    if not found: return None
+    kinds = list(dict.fromkeys(k for by in found.values() for k in by))
+    kinds = [k for k in kinds if k != 'none'] + [k for k in kinds if k == 'none']          # fraud in no pattern last
+    n_fraud = {k: max(by[k]['n_fraud'] for by in found.values() if k in by) for k in kinds}
+    columns = [f'{k} (n={n_fraud[k]})' for k in kinds]
+    rows = {name: [by[k]['recall'] if k in by else np.nan for k in kinds] for name, by in found.items()}
+    spread = {name: [by[k].get('recall_std', np.nan) if k in by else np.nan for k in kinds] for name, by in found.items()}
+    table = pd.DataFrame.from_dict(rows, orient='index', columns=columns).rename_axis('model')
+    table.attrs['std'] = pd.DataFrame.from_dict(spread, orient='index', columns=columns)
+    return table
+
+# %% ../nbs/09_report.ipynb #h15rp06
+_EGRESSY, _FRAUDGT = 'Egressy et al., AAAI 2024', 'FraudGT, ICAIF 2024'
+AMLWORLD_ANCHORS = (   # published minority-class F1 (%), 60/20/20 by time, 5 seeds; other code, other runs
+    dict(data='HI-Small', model='XGBoost + graph-pattern features (IBM GFP)', f1=63.2, source=f'{_EGRESSY}; Blanusa et al. 2024'),
+    dict(data='HI-Small', model='LightGBM + graph-pattern features (IBM GFP)', f1=62.9, source=f'{_EGRESSY}; Blanusa et al. 2024'),
+    dict(data='HI-Small', model='GIN', f1=28.7, source=_EGRESSY),
+    dict(data='HI-Small', model='PNA', f1=56.8, source=_EGRESSY),
+    dict(data='HI-Small', model='Multi-PNA (reverse MP, ports, ego IDs, edge updates)', f1=68.2, source=_EGRESSY),
+    dict(data='HI-Small', model='FraudGT (ports, ego IDs)', f1=76.4, source=_FRAUDGT),
+    dict(data='LI-Small', model='FraudGT (best)', f1=47.0, source=_FRAUDGT))
+
+def amlworld_variant(results: dict) -> str | None:
+    "The AMLworld file a run read ('HI-Small', 'LI-Medium', ...; 'AMLworld' if its name does not say), None for other data."
+    data = results.get('dataset') or {}
+    if data.get('format') != 'amlworld': return None
+    found = re.match(r'(HI|LI)-(Small|Medium|Large)', str(data.get('file_name') or ''))
+    return found.group(0) if found else 'AMLworld'
+
+# %% ../nbs/09_report.ipynb #h15rp07
+def anchor_table(results: dict) -> pd.DataFrame | None:
+    "This run's F1 (%) and AP beside the published AMLworld F1 figures, each row labelled; None unless the run read AMLworld data."
+    variant = amlworld_variant(results)
+    if variant is None: return None
+    table, split = results_table(results), (results.get('dataset') or {}).get('split_protocol', 'unknown')
+    def pct(mean, std, n):
+        if mean is None or not np.isfinite(mean): return 'n/a'
+        return f'{100 * mean:.1f}' if n < 2 or std is None or not np.isfinite(std) else f'{100 * mean:.1f} ± {100 * std:.1f}'
+    ours = [dict(figure=f"this run ({n} seed{'s' if n > 1 else ''}, split {split})", data=variant, model=name,
+                 **{'F1 %': pct(row['f1'], row['f1_std'], n), 'AP': _mean_pm_std(row['average_precision'], row['average_precision_std'], n)},
+                 source='this project') for name, row in table.iterrows() for n in [int(row['seeds'])]]
+    published = [dict(figure='published, other code (5 seeds, 60/20/20 by days)', data=a['data'], model=a['model'],
+                      **{'F1 %': f"{a['f1']:.1f}", 'AP': 'not reported'}, source=a['source']) for a in AMLWORLD_ANCHORS]
+    out = pd.DataFrame(ours + published)
+    out.attrs['caveats'] = ([f"this run used split {split!r}; the published figures use the AMLworld protocol (split='amlworld')"]
+                            if split != 'amlworld' else []) + \
+                           ([f'this run read {variant}; published figures exist for {sorted({a["data"] for a in AMLWORLD_ANCHORS})}']
+                            if variant not in {a['data'] for a in AMLWORLD_ANCHORS} else [])
+    return out
+
+# %% ../nbs/09_report.ipynb #h15rp11
+def _extra_sections(results: dict) -> list[str]:
+    "summary.md's sections on recall by typology and on the published AMLworld figures, when the run has them."
+    out, by_kind = [], typology_table(results)
+    if by_kind is not None:
+        std, seeds = by_kind.attrs['std'], results_table(results)['seeds']
+        shown = pd.DataFrame({'model': by_kind.index, **{c: [_mean_pm_std(by_kind.loc[m, c], std.loc[m, c], seeds.get(m, 1))
+                                                             for m in by_kind.index] for c in by_kind.columns}})
+        out += ['', '## Recall by typology', '', 'Share of each typology\'s test fraud rows flagged at the validation-chosen threshold '
+                '(mean ± std over seeds); `none`: fraud in no pattern.', '', markdown_table(shown)]
+    anchors = anchor_table(results)
+    if anchors is not None:
+        out += ['', '## Beside the published AMLworld figures', '', '**Published figures come from other code and other runs**; '
+                'F1 is the fraud-class F1 at a chosen threshold (ours: chosen on validation). No published work reports AP on AMLworld.',
+                *[f'- Not comparable as run: {md_escape(c)}.' for c in anchors.attrs['caveats']], '', markdown_table(anchors)]
+    return out
 
 # %% ../nbs/09_report.ipynb #4887f482
 PLOTS = {'verdict.png': plot_verdict, 'metric_comparison.png': plot_metric_comparison, 'training_curves.png': plot_training_curves,

@@ -25,6 +25,8 @@ _spread = {'type': ['number', 'null'], 'minimum': 0}
 _count = {'type': 'integer', 'minimum': 0}
 _per_split = lambda value: {'type': 'object', 'required': ['train', 'val', 'test'], 'additionalProperties': value}
 _METRIC_NAMES = ('average_precision', 'roc_auc', 'f1', 'precision', 'recall', 'accuracy')
+_SPLIT_PROTOCOLS = ['default', 'amlworld']   # fusion_nb.splits.SPLIT_PROTOCOLS (checked below): a new one is a format change
+_seconds = {'type': 'object', 'additionalProperties': {'type': 'number', 'minimum': 0}}
 
 _DEFS = {
     'confusion_matrix': {
@@ -52,6 +54,17 @@ _DEFS = {
     'history': {
         'description': 'per-epoch curves (train_loss, val_loss, val_ap, ...); null values where undefined',
         'type': ['object', 'null'], 'additionalProperties': {'type': 'array', 'items': {'type': ['number', 'null']}}},
+    'typology_recall': {
+        'description': "fusion_nb.evaluate.recall_by_typology of one seed's test scores: per laundering pattern (and 'none': fraud "
+                       'in no pattern), its fraud rows, how many were flagged at the threshold, and their share',
+        'type': 'object', 'additionalProperties': {
+            'type': 'object', 'required': ['n_fraud', 'caught', 'recall'],
+            'properties': {'n_fraud': _count, 'caught': _count, 'recall': _metric}}},
+    'typology_recall_mean': {
+        'description': 'fusion_nb.evaluate.mean_typology_recall: per pattern, its test fraud rows and the mean recall over seeds, with spread',
+        'type': 'object', 'additionalProperties': {
+            'type': 'object', 'required': ['n_fraud', 'recall', 'recall_std'],
+            'properties': {'n_fraud': _count, 'recall': _metric, 'recall_std': _spread}}},
     'per_seed': {
         'description': 'one training run of a model with one seed',
         'type': 'object',
@@ -65,7 +78,10 @@ _DEFS = {
             'n_parameters': {'type': ['integer', 'null'], 'minimum': 0}, 'checkpoint': {'type': ['string', 'null']},
             'modality_weights': {'$ref': '#/$defs/modality_weights'}, 'history': {'$ref': '#/$defs/history'},
             'finished': {'type': 'boolean', 'description': 'false: training stopped early (a diverging model in a stack), '
-                                                          'scored from its best epoch'}}},
+                                                          'scored from its best epoch'},
+            'test_by_typology': {'$ref': '#/$defs/typology_recall'},
+            'library': {'type': 'string', 'description': 'tree baselines: the library that fitted them (xgboost, sklearn)'},
+            'n_features': {**_count, 'description': 'tree baselines: columns of their input'}}},
     'views': {'description': 'which inputs the model saw: both (fusion), gnn only, seq only, tabular (trees), tabular+both (trees with both embeddings)',
               'enum': ['both', 'gnn', 'seq', 'tabular', 'tabular+both']},
     'comparison': {
@@ -113,6 +129,7 @@ _DEFS = {
             'train_time_s': {'type': 'number', 'minimum': 0},
             'modality_weights': {'$ref': '#/$defs/modality_weights'}, 'history': {'$ref': '#/$defs/history'},
             'best_epoch': {'type': ['integer', 'null'], 'minimum': 0},
+            'test_by_typology': {'$ref': '#/$defs/typology_recall_mean'},
             'per_seed': {'type': 'array', 'minItems': 1, 'items': {'$ref': '#/$defs/per_seed'}}}},
 }
 
@@ -128,23 +145,46 @@ RESULTS_SCHEMA = {
                 'properties': {'dir': {'type': 'string', 'minLength': 1}, 'name': {'type': 'string', 'minLength': 1},
                                'started': {'type': 'string', 'pattern': r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}'},
                                'duration_s': {'type': 'number', 'minimum': 0},
+                               'timings': {**_seconds, 'description': 'seconds per stage: data_and_views_s, heads_s, trees_s, report_s'},
                                'diverged': {'type': 'object', 'additionalProperties': {'type': 'string'},
                                             'description': 'model name -> why its training stopped (non-finite loss)'}}},
         'params': {'type': 'object', 'required': ['model', 'dataset', 'seed', 'seeds'],
+                   'description': "every field of the run's fusion_nb.experiment.ExperimentConfig (dataclasses.asdict); the "
+                                  'settings readers rely on are typed here',
                    'properties': {'model': {'type': 'string', 'minLength': 1}, 'dataset': {'type': 'string', 'minLength': 1},
                                   'seed': {'type': 'integer'}, 'seeds': {'type': 'integer', 'minimum': 1},
                                   'epochs': {'type': 'integer', 'minimum': 1}, 'device': {'type': 'string'},
-                                  'baselines': {'type': 'boolean'}, 'smoke': {'type': 'boolean'}}},
+                                  'baselines': {'type': 'boolean'}, 'smoke': {'type': 'boolean'}, 'trees': {'type': 'boolean'},
+                                  'split': {'enum': _SPLIT_PROTOCOLS, 'description': 'split protocol of transaction datasets'},
+                                  'patterns': {'type': ['string', 'null'], 'description': 'AMLworld pattern file (recall by typology)'},
+                                  'oof_folds': {'type': 'integer', 'minimum': 0, 'not': {'const': 1},
+                                                'description': '0: in-sample train embeddings; >= 2: out of fold over that many time folds'},
+                                  'gnn_fanout': {'type': ['string', 'null']}, 'nrows': {'type': ['integer', 'null'], 'minimum': 1},
+                                  'threads': {'type': 'integer', 'minimum': 0}}},
         'dataset': {'type': 'object', 'required': ['n', 'rows', 'fingerprint'],
                     'properties': {'n': {'type': 'integer', 'minimum': 1}, 'rows': _per_split(_count),
                                    'fraud': _per_split(_count), 'fraud_rate': _per_split(_metric),
-                                   'fingerprint': {'type': 'string', 'minLength': 1}, 'source': {'type': ['string', 'null']}}},
+                                   'fingerprint': {'type': 'string', 'minLength': 1}, 'source': {'type': ['string', 'null']},
+                                   'format_version': {'type': ['integer', 'null']},
+                                   'gnn_dim': {'type': 'integer', 'minimum': 1}, 'seq_dim': {'type': 'integer', 'minimum': 1},
+                                   'empty_gnn': _count, 'empty_seq': _count,
+                                   'empty_views': {'type': ['object', 'null'], 'additionalProperties': _count,
+                                                   'description': 'store rows without history in each view (zero embedding, masked)'},
+                                   'views': {'type': ['object', 'null'], 'description': 'the encoder settings (ViewsConfig.key()); null for a given store'},
+                                   'view_timings': {'anyOf': [{'type': 'null'}, _seconds]},
+                                   'cache': {'type': ['object', 'null'], 'description': 'views cache: status (written, read, ...) and file'},
+                                   'transactions': {'type': 'object', 'required': ['source', 'rows'],
+                                                    'description': 'fusion_nb.transactions.Transactions.summary of the source table',
+                                                    'properties': {'source': {'type': 'string'}, 'rows': _count, 'fraud': _count}},
+                                   'split_protocol': {'enum': _SPLIT_PROTOCOLS, 'description': 'how the transactions were split (params.split)'},
+                                   'format': {'type': ['string', 'null'], 'description': "the source file's format when a loader names it (e.g. AMLworld, AMLSim)"},
+                                   'file_name': {'type': ['string', 'null'], 'description': 'name (not path) of the file read; null for simulated data'}}},
         'environment': {'type': 'object',
                         'required': ['platform', 'device', 'device_name', 'torch', 'fusion_nb', 'git_commit', 'python'],
                         'properties': {'platform': {'enum': ['kaggle', 'colab', 'local']}, 'device': {'type': 'string'},
                                        'device_name': {'type': ['string', 'null']}, 'torch': {'type': 'string'},
                                        'fusion_nb': {'type': 'string'}, 'git_commit': {'type': ['string', 'null']},
-                                       'python': {'type': 'string'}}},
+                                       'python': {'type': 'string'}, 'threads': {'type': 'integer', 'minimum': 1}}},
         'models': {'type': 'object', 'minProperties': 1, 'additionalProperties': {'$ref': '#/$defs/model'}},
         'verdict': {'if': {'type': 'object', 'required': ['comparisons']}, 'then': {'$ref': '#/$defs/verdict'},
                     'else': {'$ref': '#/$defs/legacy_verdict'}},

@@ -13,9 +13,10 @@ import numpy as np, pandas as pd
 from .transactions import Transactions
 
 # %% auto #0
-__all__ = ['SPLITS', 'ELLIPTIC_STEP_HOURS', 'ELLIPTIC_SHUTDOWN_STEP', 'SplitError', 'split_masks', 'labelled_mask',
-           'visible_mask', 'check_split', 'temporal_split', 'elliptic_steps', 'elliptic_split', 'elliptic_test_periods',
-           'split_summary']
+__all__ = ['SPLITS', 'ELLIPTIC_STEP_HOURS', 'ELLIPTIC_SHUTDOWN_STEP', 'AMLWORLD_FRACTIONS', 'SPLIT_PROTOCOLS', 'SplitError',
+           'split_masks', 'labelled_mask', 'visible_mask', 'check_split', 'temporal_split', 'elliptic_steps',
+           'elliptic_split', 'elliptic_test_periods', 'amlworld_split', 'check_protocol', 'make_split', 'train_period',
+           'time_folds', 'split_summary']
 
 # %% ../nbs/02_splits.ipynb #7182dd34
 SPLITS = ('train', 'val', 'test')
@@ -124,6 +125,86 @@ def elliptic_test_periods(tx: Transactions, split, shutdown_step: int = ELLIPTIC
     "Test-row masks before the dark-market shutdown (`step < shutdown_step`) and from it on."
     test, steps = np.asarray(split) == 'test', elliptic_steps(tx)
     return {'before_shutdown': test & (steps < shutdown_step), 'after_shutdown': test & (steps >= shutdown_step)}
+
+# %% ../nbs/02_splits.ipynb #h15sp02
+AMLWORLD_FRACTIONS = (0.6, 0.2, 0.2)   # train, validation, test shares of the AMLworld protocol (Egressy et al. 2024)
+
+def _day_cuts(per_day: np.ndarray, fractions: np.ndarray) -> tuple[int, int]:
+    "First validation day and first test day whose shares of rows are closest to `fractions` (max relative error)."
+    cum = np.r_[0, np.cumsum(per_day)]
+    i, j = np.triu_indices(len(per_day), k=1)             # every pair of cut days i < j, in the order of their code
+    shares = np.stack([cum[i], cum[j] - cum[i], cum[-1] - cum[j]], 1) / cum[-1]
+    best = np.argmin((np.abs(shares - fractions) / fractions).max(1))
+    return int(i[best]), int(j[best])
+
+# %% ../nbs/02_splits.ipynb #h15sp03
+def amlworld_split(tx: Transactions, fractions=AMLWORLD_FRACTIONS, period_hours: float = 24.0) -> np.ndarray:
+    "Split names per row by whole days, train/val/test shares closest to `fractions` (the AMLworld protocol)."
+    fractions = np.asarray(fractions, dtype=float)
+    if fractions.shape != (3,) or (fractions <= 0).any() or not np.isclose(fractions.sum(), 1.0):
+        raise SplitError(f'fractions must be three positive numbers (train, val, test) summing to 1, found {fractions.tolist()}.')
+    day = np.floor((tx.frame['time'].to_numpy() - tx.frame['time'].min()) / period_hours).astype(np.int64)
+    if day.max() < 2:
+        raise SplitError(f'amlworld_split needs transactions on at least 3 days ({period_hours:g} h each) to cut train/val/test '
+                         f'by day, found {day.max() + 1}. Use temporal_split (split=\'default\') for a shorter log.')
+    first_val, first_test = _day_cuts(np.bincount(day), fractions)
+    names = np.where(day < first_val, 'train', np.where(day < first_test, 'val', 'test')).astype('<U5')
+    return check_split(tx, names, where=f'amlworld_split(fractions={fractions.tolist()})')
+
+# %% ../nbs/02_splits.ipynb #h15sp08
+SPLIT_PROTOCOLS = ('default', 'amlworld')
+
+def check_protocol(protocol: str, source: str | None = None) -> str:
+    "`protocol` if it is one of `SPLIT_PROTOCOLS` and fits data of `source`, else a clear error."
+    if protocol not in SPLIT_PROTOCOLS:
+        raise SplitError(f'split={protocol!r} is not a split protocol; expected one of {list(SPLIT_PROTOCOLS)} (default: 70/15/15 '
+                         f'by time, Elliptic its own steps; amlworld: 60/20/20 by whole days as in Egressy et al. 2024).')
+    if protocol == 'amlworld' and source == 'elliptic':
+        raise SplitError("split='amlworld' cannot be used on Elliptic: its time steps are two weeks long and it has its own "
+                         "split (train steps 1-34, test 35-49); use split='default'.")
+    return protocol
+
+def make_split(tx: Transactions, protocol: str = 'default') -> np.ndarray:
+    "Split names per row of `tx` by the named protocol (see `SPLIT_PROTOCOLS`)."
+    if check_protocol(protocol, tx.source) == 'amlworld': return amlworld_split(tx)
+    return elliptic_split(tx) if tx.source == 'elliptic' else temporal_split(tx)
+
+# %% ../nbs/02_splits.ipynb #h15sp11
+def train_period(tx: Transactions, split) -> tuple[Transactions, np.ndarray]:
+    "(the train rows of `tx` over only the accounts and transaction edges they touch, their split: all 'train')."
+    split = np.asarray(split)
+    if split.shape != (len(tx.frame),): raise SplitError(f'split has {split.shape} entries but the table has {len(tx.frame)} rows.')
+    frame = tx.frame[split == 'train'].reset_index(drop=True)
+    if frame.empty: raise SplitError("train_period: the split has no 'train' rows.")
+    accounts, ends = tx.accounts, frame[['src', 'dst']].to_numpy()
+    if len(tx.accounts) and (ends >= 0).all():           # account data: recode to the accounts the train rows touch
+        used, codes = np.unique(ends, return_inverse=True)
+        frame = frame.assign(src=codes.reshape(-1, 2)[:, 0], dst=codes.reshape(-1, 2)[:, 1])
+        accounts = np.asarray(tx.accounts)[used]
+    edges = tx.tx_edges
+    if edges is not None:                                 # transaction graphs: the edges between train rows
+        edges = np.asarray(edges)
+        edges = edges[:, np.isin(edges, frame['tx_id'].to_numpy()).all(0)]
+    out = Transactions.from_frame(frame, accounts=accounts, source=tx.source, feature_columns=list(tx.feature_columns),
+                                  leaky_columns=list(tx.leaky_columns), leak_notes=dict(tx.leak_notes), tx_edges=edges,
+                                  meta=dict(tx.meta, train_period=True))
+    return out, np.full(len(out), 'train')
+
+# %% ../nbs/02_splits.ipynb #h15sp14
+def time_folds(tx: Transactions, split, folds: int) -> np.ndarray:
+    "Fold 0..folds-1 of each train row (consecutive blocks by time, about equal sizes, equal times together); -1 elsewhere."
+    split = np.asarray(split)
+    train = np.flatnonzero(split == 'train')
+    if not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise SplitError(f'time_folds needs folds >= 2 (an integer), got {folds!r}.')
+    time = tx.frame['time'].to_numpy()[train]
+    first = np.searchsorted(np.sort(time), time, side='left')     # rank of the first row at the same time
+    fold = np.full(len(split), -1, dtype=np.int64)
+    fold[train] = first * folds // len(train)
+    if len(np.unique(fold[train])) < folds:
+        raise SplitError(f'the train split ({len(train)} rows, {len(np.unique(time))} distinct times) cannot be cut into {folds} time '
+                         f'folds; use fewer folds.')
+    return fold
 
 # %% ../nbs/02_splits.ipynb #7a464de4
 def split_summary(tx: Transactions, split) -> pd.DataFrame:
