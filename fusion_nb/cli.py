@@ -18,7 +18,7 @@ from .runner import parse_bool, parameter_type, execute_run, RunFailed
 from .sweep import execute_sweep, leaderboard_markdown
 
 # %% auto #0
-__all__ = ['add_parameter_options', 'given_parameters', 'build_parser', 'main']
+__all__ = ['add_parameter_options', 'given_parameters', 'add_scoring_commands', 'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #0b992bc5
 _DEST = 'nb__'          # argparse destinations of notebook parameters start with this
@@ -53,6 +53,94 @@ def _normalise_flags(argv: list[str]) -> list[str]:
             token = '='.join([name.replace('_', '-'), *value])
         out.append(token)
     return out
+
+# %% ../nbs/11_cli.ipynb #b14c0002
+_SCORE_EPILOG = '''examples:
+  fusion-nb score outputs/20250101-120000_Gated --input later.csv --out scores.csv
+  fusion-nb score RUN_DIR --input PS_later.csv --dataset paysim --out scores.csv --update-state
+  fusion-nb refresh RUN_DIR
+
+The input is a file in a loader format (paysim, ibm_aml/amlworld, amlsim: found from the header) or a CSV in
+the run's schema (canonical: tx_id,time,src,dst,amount,type and the run's feature columns; accounts by name).
+Transactions must come after the run's data (and after the state, with --update-state); accounts never seen
+are scored from a cold start and flagged. See fusion_nb.scoring (nbs/14a_score.ipynb).'''
+
+def add_scoring_commands(commands, fmt) -> None:
+    "The `score` and `refresh` subcommands."
+    score = commands.add_parser('score', help="score a file of new transactions with a run's model bundle", allow_abbrev=False,
+        formatter_class=fmt, epilog=_SCORE_EPILOG,
+        description="Score new transactions with a finished run's model bundle (RUN_DIR/model) and write one CSV row per transaction.")
+    score.add_argument('run_dir', metavar='RUN_DIR', help='a run folder holding model/ (runs on a transactions dataset write one)')
+    score.add_argument('--input', required=True, metavar='FILE', help='the new transactions')
+    score.add_argument('--dataset', default=None, metavar='FORMAT',
+                       help='canonical, paysim, ibm_aml, amlworld or amlsim (default: found from the header, else canonical)')
+    score.add_argument('--out', required=True, metavar='FILE', help='scores CSV to write')
+    score.add_argument('--update-state', action='store_true', help="keep the scored transactions in the run's scoring state")
+    refresh = commands.add_parser('refresh', help="re-run a run's graph encoder over every transaction its state has seen",
+        formatter_class=fmt, epilog=_SCORE_EPILOG, description="Recompute the account node states of RUN_DIR/model/state.npz.")
+    refresh.add_argument('run_dir', metavar='RUN_DIR', help='a run folder holding model/')
+
+# %% ../nbs/11_cli.ipynb #b14c0003
+def _score(args) -> int:
+    "`fusion-nb score`: score the file, write the CSV, print a summary line."
+    from fusion_nb.scoring import score_file
+    s = score_file(args.run_dir, args.input, args.out, dataset=args.dataset, update_state=args.update_state)
+    print(f"scored {s['rows']:,} transactions: {s['alerts']:,} alert(s) at threshold {s['threshold']:.3f}, {s['cold_start']:,} "
+          f"with an account never seen; scores in {s['out']}"
+          + (f"; state updated ({s['state_rows']:,} transactions)" if s['state_updated'] else ''))
+    return 0
+
+def _refresh(args) -> int:
+    "`fusion-nb refresh`: new node states from everything the state holds."
+    from fusion_nb.scoring import refresh_run
+    s = refresh_run(args.run_dir)
+    print(f"refreshed the graph states of {s['accounts']:,} accounts from {s['transactions']:,} transactions; state in {s['state']}")
+    return 0
+
+# %% ../nbs/11_cli.ipynb #c1ise002
+_SERVE_EPILOG = '''examples:
+  fusion-nb serve outputs/20250101-120000_Gated               http://127.0.0.1:8000, state in RUN_DIR/serve
+  fusion-nb serve RUN_DIR --host 0.0.0.0 --port 8080 --batch-wait-ms 1
+  curl -s localhost:8000/score -H 'content-type: application/json' \\
+       -d '{"tx_id": 900001, "time": 745.5, "src": "C000017", "dst": "M000003", "amount": 120.0, "type": "PAYMENT"}'
+
+POST /score takes one transaction (a JSON object) or a list and answers, for each, tx_id, score,
+alert, graph_share, seq_share and cold_start; GET /health reports the service and its state. Each
+accepted request is logged to disk before it is answered, so a restart continues where it stopped.
+Ctrl-C or SIGTERM stop cleanly and hand the state back to the run (RUN_DIR/model/state.npz).'''
+
+_SERVE_OPTIONS = [   # (ServeConfig field, type, default shown in --help (checked against ServeConfig), help)
+    ('batch_wait_ms', float, 0.0, 'micro-batching: after the first queued request, wait this long for others'),
+    ('max_body_bytes', int, 1_048_576, 'larger request bodies are refused with 413'),
+    ('max_rows', int, 10_000, 'transactions in one request at most'),
+    ('max_batch_rows', int, 8_192, 'transactions scored together at most'),
+    ('snapshot_every', int, 100_000, 'transactions between state snapshots (the log holds the rest)'),
+    ('threads', int, 1, 'torch CPU threads of the scorer')]
+
+def _add_serve_parser(commands, fmt) -> None:
+    "The `serve` subcommand; options not given keep `fusion_nb.serve.ServeConfig`'s defaults."
+    serve = commands.add_parser('serve', help='score transactions as they arrive: an HTTP service (POST /score, GET /health)',
+        allow_abbrev=False, formatter_class=fmt, epilog=_SERVE_EPILOG,
+        description="Serve a run's model over HTTP; each scored transaction is appended to the scoring state.")
+    serve.add_argument('run_dir', metavar='RUN_DIR', help='a run folder with a model bundle (RUN_DIR/model)')
+    serve.add_argument('--host', default='127.0.0.1', help='address to listen on (default: 127.0.0.1; 0.0.0.0: every interface)')
+    serve.add_argument('--port', type=int, default=8000, help='TCP port (default: 8000)')
+    serve.add_argument('--state-dir', metavar='DIR', help="the service's state folder (default: RUN_DIR/serve)")
+    limits = serve.add_argument_group('limits and timing (fusion_nb.serve.ServeConfig)')
+    for name, kind, shown, text in _SERVE_OPTIONS:
+        limits.add_argument('--' + name.replace('_', '-'), type=kind, default=argparse.SUPPRESS, metavar='MS' if name.endswith('_ms') else 'N',
+                            help=f'{text} (default: {shown})')
+    limits.add_argument('--no-fsync', dest='fsync', action='store_false', default=argparse.SUPPRESS,
+                        help='answer without waiting for the log to reach the disk (a power cut may lose answered requests)')
+
+def _serve(args) -> int:
+    "`fusion-nb serve`: run the HTTP scorer in the foreground until Ctrl-C or SIGTERM."
+    from fusion_nb.serve import serve, ServeConfig, StateFolderBusy
+    limits = {k: v for k, v in vars(args).items() if k in ServeConfig.__dataclass_fields__}
+    try: serve(args.run_dir, args.host, args.port, args.state_dir, ServeConfig(**limits))
+    except StateFolderBusy as e:
+        print(f'fusion-nb serve: error: {e}', file=sys.stderr); return 2
+    return 0
 
 # %% ../nbs/11_cli.ipynb #03fc4e61
 _RUN_EPILOG = '''examples:
@@ -145,6 +233,8 @@ def build_parser(specs: dict | None = None,
     kaggle.add_argument('--kernel-id', metavar='OWNER/SLUG', help='the kernel (default: <dataset owner>/<slug of the title>)')
     kaggle.add_argument('--title', help='kernel title, 5+ characters whose slug is the kernel slug (default: "fusion_nb MODEL DATASET-SLUG")')
     kaggle.add_argument('--wheels-dataset', metavar='OWNER/SLUG', help='the companion wheel dataset (default: <owner>/fusion-nb-wheels)')
+    _add_serve_parser(commands, fmt)
+    add_scoring_commands(commands, fmt)
     return parser
 
 # %% ../nbs/11_cli.ipynb #8f3cfe3b
@@ -207,7 +297,7 @@ def _kaggle_accelerators() -> list[str]:
     return list(KAGGLE_ACCELERATORS)
 
 # %% ../nbs/11_cli.ipynb #6762d541
-_COMMANDS = {'run': _run, 'sweep': _sweep, 'report': _report, 'kaggle-bundle': _kaggle_bundle}
+_COMMANDS = {'run': _run, 'sweep': _sweep, 'report': _report, 'kaggle-bundle': _kaggle_bundle, 'score': _score, 'refresh': _refresh, 'serve': _serve}
 
 def main(argv: list[str] | None = None) -> int:
     "The `fusion-nb` command: parse `argv` (default: the process arguments), run the subcommand, return the exit status."

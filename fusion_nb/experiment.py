@@ -19,26 +19,27 @@ from .env import (resolve_device, output_root, new_run_dir, claim_run_dir, RUN_C
 from .transactions import Transactions
 from .simulator import simulate_transactions, SimConfig
 from .loaders import load_dataset
-from .splits import elliptic_steps
+from .splits import elliptic_steps, make_split, check_protocol
 from .views import ViewsConfig, build_views, default_split
 from .sequence_view import build_histories, resolve_seq_preset
-from .graph_view import gnn_config
-from .baselines import tabular_features, fit_trees, score_trees
+from .graph_view import gnn_config, graph_kind
+from .baselines import tree_features, fit_trees, score_trees, tree_device, tree_rounds, tree_library
 from .embeddings import EmbeddingStore, load_embeddings, import_legacy_pickles, make_demo_embeddings
 from .fusion import HEAD_DROPOUT, HEAD_HIDDEN_DIM, resolve_models, build_head, select_views
 from .train import (TrainConfig, fit, predict_proba, seed_everything, resume_progress, progress_line, format_seconds,
                              plural)
 from .stack import fit_stacked
-from .evaluate import evaluate_scores, binary_metrics
+from .evaluate import evaluate_scores, binary_metrics, recall_by_typology, mean_typology_recall, TYPOLOGY_COLUMN
 from .stats import verdict, load_predictions
 from .report import finish_run, results_table
+from .bundle import write_bundle
 
 # %% auto #0
 __all__ = ['TRANSACTION_DATASETS', 'DATASETS', 'DATASET_ALIASES', 'STACK_CHOICES', 'NOTEBOOK_STAND_INS', 'SCALAR_METRICS',
            'world_size', 'ExperimentConfig', 'notebook_defaults', 'in_test', 'smoke_config', 'load_transactions',
            'load_store', 'test_periods', 'model_key', 'train_and_score', 'score_model', 'tree_records',
-           'aggregate_seeds', 'params_key', 'resume_enabled', 'find_unfinished_run', 'SessionTracker', 'run_experiment',
-           'run_digest']
+           'typology_of_test_rows', 'add_typology_recall', 'aggregate_seeds', 'params_key', 'resume_enabled',
+           'find_unfinished_run', 'SessionTracker', 'run_experiment', 'run_digest']
 
 # %% ../nbs/10_experiment.ipynb #916c008a
 TRANSACTION_DATASETS = ('synthetic', 'paysim', 'ibm_aml', 'amlsim', 'elliptic')
@@ -57,7 +58,9 @@ class ExperimentConfig:
     model: str = 'Gated'              # Simple|Attention|Gated|CrossModal|all (or a comma list)
     dataset: str = 'synthetic'        # where the transactions or embeddings come from (see DATASETS)
     data_path: str | None = None      # file or folder of a real dataset (default: found under the data dir)
+    patterns: str | None = None       # AMLworld pattern file for recall by typology (default: <name>_Patterns.txt beside the data)
     nrows: int | None = None          # read at most this many rows of a real dataset
+    split: str = 'default'            # default: 70/15/15 by time (Elliptic: its steps); amlworld: 60/20/20 by days (Egressy et al.)
     n_transactions: int = SimConfig.n_transactions   # size of the synthetic log
     fraud_rate: float = SimConfig.fraud_rate         # fraud share of the synthetic log
     embeddings: str | None = None     # path to an embedding store (.npz); implies dataset='embeddings'
@@ -74,6 +77,7 @@ class ExperimentConfig:
     seq_epochs: int = ViewsConfig.seq_epochs   # epochs of the sequence encoder
     emb_dim: int = ViewsConfig.emb_dim         # embedding width of each view
     history_k: int = ViewsConfig.history_k     # past transactions per account in the sequence view
+    oof_folds: int = ViewsConfig.oof_folds     # >= 2: heads train on out-of-fold (cross-fitted) train embeddings; 0: in-sample
     output_dir: str | None = None     # folder holding run folders (default ./outputs, /kaggle/working/outputs)
     run_dir: str | None = None        # write into this new/empty folder instead of a fresh one under output_dir
     epochs: int = TrainConfig.epochs           # maximum training epochs per fusion head
@@ -87,6 +91,7 @@ class ExperimentConfig:
     seeds: int = 3                    # heads are trained with seeds seed, seed+1, ...; metrics report mean and spread
     device: str = TrainConfig.device  # auto (cuda, then mps, then cpu), or name one
     stack_heads: str = 'auto'         # train the run's heads together as stacked models (07b_stack): auto (on with CUDA), on, off
+    cuda_graph: str = TrainConfig.cuda_graph   # heads' training step as a captured CUDA graph (07_train): auto (CUDA, one process), on, off
     threads: int = 0                  # CPU threads for torch; 0: the idle cores (see 00_env); fix it for bit-identical reruns
     resume: bool | None = None        # continue an interrupted run with these parameters (None: on on Kaggle, off elsewhere)
     baselines: bool = True            # also train each head on one view (graph only, sequence only)
@@ -99,6 +104,7 @@ class ExperimentConfig:
         self.dataset = DATASET_ALIASES.get(self.dataset, self.dataset)
         if (self.gnn_pickle or self.seq_pickle) and self.dataset == 'synthetic': self.dataset = 'legacy_pickles'
         if self.gnn_fanout in ('', 'none', 'None'): self.gnn_fanout = None
+        if isinstance(self.split, str): self.split = self.split.strip().lower()
         if isinstance(self.stack_heads, str): self.stack_heads = self.stack_heads.strip().lower()
         self.validate()
 
@@ -110,6 +116,9 @@ class ExperimentConfig:
                      'gnn_batch_size'):
             if int(getattr(self, name)) < 1: raise ValueError(f'{name} must be >= 1, got {getattr(self, name)!r}.')
         if self.nrows is not None and self.nrows < 1: raise ValueError(f'nrows must be >= 1 or None, got {self.nrows!r}.')
+        self._check_split_and_patterns()
+        if self.oof_folds != 0 and not (isinstance(self.oof_folds, (int, np.integer)) and self.oof_folds >= 2):
+            raise ValueError(f'oof_folds must be 0 (in-sample train embeddings) or a number of time folds >= 2, got {self.oof_folds!r}.')
         if not 0 <= self.dropout < 1: raise ValueError(f'dropout must be in [0, 1), got {self.dropout!r}.')
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed <= 2**32 - self.seeds:
             raise ValueError(f'seed must be a whole number from 0 to 2**32 - seeds ({2**32 - self.seeds:,}), got {self.seed!r}: heads '
@@ -128,19 +137,21 @@ class ExperimentConfig:
             SimConfig(n_transactions=self.n_transactions, fraud_rate=self.fraud_rate, seed=self.seed).resolved()
         return self
 
+    def _check_split_and_patterns(self):
+        "`split` names a protocol that fits the dataset (02_splits owns the names); `patterns` is for IBM AML data only."
+        check_protocol(self.split, 'elliptic' if self.dataset == 'elliptic' else None)
+        if self.split != 'default' and self.dataset not in TRANSACTION_DATASETS:
+            raise ValueError(f"split={self.split!r} needs a transactions dataset ({', '.join(TRANSACTION_DATASETS)}): dataset="
+                             f"{self.dataset!r} comes with its split already made, so only split='default' applies.")
+        if self.patterns and self.dataset != 'ibm_aml':
+            raise ValueError(f"patterns={self.patterns!r} is an AMLworld pattern file and applies to dataset='ibm_aml' only, "
+                             f"not {self.dataset!r}.")
+
     def _check_stacking(self):
-        "`stack_heads` is auto, on or off; `on` is refused where stacked training cannot go yet (resume, torchrun)."
+        "`stack_heads` is auto, on or off (stacked training resumes and runs under torchrun like `fit`)."
         if self.stack_heads not in STACK_CHOICES:
             raise ValueError(f"stack_heads={self.stack_heads!r} must be auto (stack the heads on CUDA, one at a time elsewhere), "
                              f"on or off.")
-        if self.stack_heads != 'on': return
-        if resume_enabled(self):
-            why = 'resume=True' if self.resume else 'resume (on by default on Kaggle)'
-            raise ValueError(f"stack_heads='on' with {why}: stacked training (07b_stack) has no resume state yet. Pass "
-                             f"resume=False to stack the heads, or stack_heads='auto' or 'off' to train them one at a time, resumably.")
-        if world_size() > 1:
-            raise ValueError(f"stack_heads='on' under torchrun (WORLD_SIZE={world_size()}): stacked training (07b_stack) does not "
-                             f"support DDP yet. Pass stack_heads='auto' or 'off' to train the heads one at a time.")
 
     @classmethod
     def from_notebook_parameters(cls, namespace: dict) -> ExperimentConfig:
@@ -150,7 +161,7 @@ class ExperimentConfig:
     def train_config(self, seed: int, device: str = 'auto') -> TrainConfig:
         "The training settings of the heads trained with `seed`; `TrainConfig` checks them."
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, patience=self.patience,
-                           focal_gamma=self.focal_gamma, seed=seed, device=device)
+                           focal_gamma=self.focal_gamma, seed=seed, device=device, cuda_graph=self.cuda_graph)
 
     def head(self, name: str, gnn_dim: int, seq_dim: int):
         "A new, untrained head `name` of this run's width and dropout, for views of width `gnn_dim` and `seq_dim`."
@@ -169,7 +180,8 @@ class ExperimentConfig:
         "The encoder settings of this run."
         return ViewsConfig(gnn_preset=self.gnn_preset, seq_preset=self.seq_preset, emb_dim=self.emb_dim,
                            gnn_epochs=self.gnn_epochs, seq_epochs=self.seq_epochs, history_k=self.history_k,
-                           gnn_fanout=self.fanout(), gnn_batch_size=self.gnn_batch_size, seed=self.seed, device=device)
+                           gnn_fanout=self.fanout(), gnn_batch_size=self.gnn_batch_size, seed=self.seed, device=device,
+                           oof_folds=self.oof_folds)
 
 # %% ../nbs/10_experiment.ipynb #a13e0002
 NOTEBOOK_STAND_INS = {'nrows': 0, 'resume': 'auto'}   # a None default's stand-in in the run notebook ('' if not listed)
@@ -211,7 +223,8 @@ def load_transactions(config: ExperimentConfig) -> Transactions:
     "The transactions table of a transaction dataset: the simulator, or a real dataset found under the data dir."
     if config.dataset == 'synthetic':
         return simulate_transactions(n_transactions=config.n_transactions, fraud_rate=config.fraud_rate, seed=config.seed)
-    return load_dataset(config.dataset, data_path=config.data_path or None, nrows=config.nrows)
+    patterns = {'patterns': config.patterns} if config.dataset == 'ibm_aml' and config.patterns else {}
+    return load_dataset(config.dataset, data_path=config.data_path or None, nrows=config.nrows, **patterns)
 
 def load_store(config: ExperimentConfig, device: str = 'cpu', cache_dir=None,
                progress: bool = True,   # a line for the data, and `build_views`' lines
@@ -221,7 +234,7 @@ def load_store(config: ExperimentConfig, device: str = 'cpu', cache_dir=None,
     if config.dataset in TRANSACTION_DATASETS:
         tx = load_transactions(config)
         progress_line(f'data: {len(tx):,} {tx.source} transactions ({format_seconds(time.perf_counter() - began)})', progress)
-        return build_views(tx, default_split(tx), config.views_config(device), cache_dir=cache_dir, progress=progress), tx
+        return build_views(tx, make_split(tx, config.split), config.views_config(device), cache_dir=cache_dir, progress=progress), tx
     store = _given_store(config)
     progress_line(f'data: an embedding store of {store.n:,} transactions ({config.dataset}, '
                   f'{format_seconds(time.perf_counter() - began)})', progress)
@@ -308,29 +321,49 @@ def score_model(store: EmbeddingStore, head, head_name: str, views: str, train_c
 # %% ../nbs/10_experiment.ipynb #e04cfe9d
 def tree_records(store: EmbeddingStore, tx: Transactions, config: ExperimentConfig) -> dict:
     "Records and test scores of `Trees` and `Trees+embeddings` on the store's rows (joined by tx_id); one fit each (they are deterministic)."
-    histories = build_histories(tx, k=config.history_k)
-    X, names = tabular_features(tx, histories)
+    X, names = tree_features(tx, build_histories(tx, k=config.history_k))
     rows = pd.Index(tx.frame['tx_id'].to_numpy()).get_indexer(store.ids)
     if (rows < 0).any(): raise ValueError(f'{int((rows < 0).sum())} store ids are not transactions of the table.')
     X = X[rows]
     X = X[:, ~np.isnan(X[store.split == 'train']).all(0)]   # columns no training row has (Elliptic: amounts, accounts) carry nothing
+    device = tree_device() if resolve_device(config.device).type == 'cuda' else 'cpu'   # GPU trees only in a GPU run
     variants = {'Trees': ('tabular', X), 'Trees+embeddings': ('tabular+both', np.hstack([X, store.gnn, store.seq]))}
     out = {}
     for key, (views, features) in variants.items():
         by_split = {s: store.split == s for s in ('train', 'val', 'test')}
-        for seed in (config.seed,):      # deterministic: no subsampling, no early stopping, so other seeds refit the same trees
+        for seed in (config.seed,):      # deterministic: no subsampling, so other seeds refit the same trees
             t0 = time.perf_counter()
-            model = fit_trees(features[by_split['train']], store.label[by_split['train']], seed=seed)
+            model = fit_trees(features[by_split['train']], store.label[by_split['train']], seed=seed, X_val=features[by_split['val']],
+                              y_val=store.label[by_split['val']], device=device)
             p_val, p_test = (score_trees(model, features[by_split[s]]) for s in ('val', 'test'))
             scores = evaluate_scores(store.label[by_split['val']], p_val, store.label[by_split['test']], p_test)
             periods = {name: binary_metrics(store.label[by_split['test']][m], p_test[m], scores['threshold'], split=f'test {name}')
                        for name, m in test_periods(store).items()}
             if periods: scores['test_periods'] = periods
             record = dict(seed=seed, head='Trees', views=views, **scores, train_time_s=time.perf_counter() - t0,
-                          epochs=int(model.n_iter_), best_epoch=None, best_val_ap=scores['val']['average_precision'],
-                          n_parameters=None, checkpoint=None, modality_weights=None, history={}, n_features=int(features.shape[1]))
+                          epochs=tree_rounds(model), best_epoch=None, best_val_ap=scores['val']['average_precision'],
+                          n_parameters=None, checkpoint=None, modality_weights=None, history={}, n_features=int(features.shape[1]),
+                          library=tree_library(model))
             out[(key, seed)] = (record, dict(p_test=p_test, w_test=None))
     return out
+
+# %% ../nbs/10_experiment.ipynb #h15ex02
+def typology_of_test_rows(store: EmbeddingStore, tx: Transactions | None) -> np.ndarray | None:
+    "Typology of each of `store`'s test rows (from `tx`'s leaky typology column), or None when the source names none."
+    if tx is None or TYPOLOGY_COLUMN not in tx.frame.columns: return None
+    rows = pd.Index(tx.frame['tx_id'].to_numpy()).get_indexer(store.ids[store.split == 'test'])
+    return tx.frame[TYPOLOGY_COLUMN].astype(str).to_numpy()[rows]
+
+def add_typology_recall(models: dict, scores: dict, store: EmbeddingStore, tx: Transactions | None) -> bool:
+    "Add `test_by_typology` to every per-seed record and model of `models` from its test `scores`; False when there are no typologies."
+    typology = typology_of_test_rows(store, tx)
+    if typology is None: return False
+    y = store.label[store.split == 'test']
+    for key, model in models.items():
+        for record in model['per_seed']:
+            record['test_by_typology'] = recall_by_typology(y, scores[(key, record['seed'])]['p_test'], record['threshold'], typology)
+        model['test_by_typology'] = mean_typology_recall([r['test_by_typology'] for r in model['per_seed']])
+    return True
 
 # %% ../nbs/10_experiment.ipynb #87b49c63
 SCALAR_METRICS = ('average_precision', 'roc_auc', 'f1', 'precision', 'recall', 'accuracy')
@@ -476,6 +509,26 @@ def _save_predictions(path, store: EmbeddingStore, scores: dict):
     buf = io.BytesIO(); np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
 
+# %% ../nbs/10_experiment.ipynb #b14e0002
+def _write_model_bundle(run_dir: Path, store: EmbeddingStore, tx: Transactions | None, results: dict,
+                        progress: bool = True) -> Path | None:
+    "Write the run's model bundle (`14_bundle`) when it has transactions with accounts and trained encoders; else say why not."
+    encoders, model = getattr(store, 'encoders', None), (results.get('verdict') or {}).get('best_fusion')
+    why = ('the run has no transactions table' if tx is None or encoders is None else
+           "the data is a transaction graph without accounts" if graph_kind(tx) != 'account' else
+           'no fusion head has a validation AP' if not model else
+           'its graph view was embedded on sampled subgraphs (a Multi-GNN preset with gnn_fanout), which scoring does not '
+           'reproduce yet: train with gnn_fanout unset to get a bundle' if encoders.settings.get('gnn_embedding') == 'sampled' else None)
+    if why: progress_line(f'model: no bundle written ({why})', progress); return None
+    began, record = time.perf_counter(), results['models'][model]
+    checkpoints = {s: _checkpoint(run_dir, record['head'], 'both', s) for s in record['seeds']}
+    path = write_bundle(run_dir, tx, encoders, {s: p for s, p in checkpoints.items() if p.is_file()}, model,
+                        _store_splits(store)['val'], extra=dict(run=run_dir.name))
+    threshold = json.loads((path / 'bundle.json').read_text())['threshold']
+    progress_line(f"model: {model} ({plural(len(checkpoints), 'seed')}, alert threshold {threshold:.3f}) and the scoring "
+                  f"state in {path} ({format_seconds(time.perf_counter() - began)})", progress)
+    return path
+
 # %% ../nbs/10_experiment.ipynb #fca5ebc3
 def run_experiment(config: ExperimentConfig | None = None, show: bool = False,
                    progress: bool = True,   # one line per stage and per model trained (see `progress_line`)
@@ -494,13 +547,10 @@ def _run_plan(heads: list[str], config: ExperimentConfig) -> list[tuple[str, str
 def _checkpoint(run_dir: Path, head: str, views: str, seed: int) -> Path:
     return run_dir / 'checkpoints' / f"{head}__{views}__seed{seed}.pt"
 
-def _stacking(config: ExperimentConfig, device, tracker, progress: bool = True) -> bool:
-    "Whether the heads train stacked: `stack_heads` on/off, or auto: on CUDA, unless resume or torchrun need one at a time."
-    if config.stack_heads != 'auto': return config.stack_heads == 'on'     # 'on' with resume or torchrun: refused by validate
-    if torch.device(device).type != 'cuda': return False
-    why = 'resume is on' if tracker is not None else f'torchrun started {world_size()} processes' if world_size() > 1 else None
-    if why: progress_line(f'heads: one at a time (stack_heads=auto, but {why}, which stacked training does not support yet)', progress)
-    return why is None
+def _stacking(config: ExperimentConfig, device) -> bool:
+    "Whether the heads train stacked: `stack_heads` on/off, or auto: on CUDA (with resume and under torchrun too)."
+    if config.stack_heads != 'auto': return config.stack_heads == 'on'
+    return torch.device(device).type == 'cuda'
 
 def _train_one_at_a_time(store, plan, config, device, run_dir, tracker, progress) -> dict:
     "{(model key, seed): (record, scores)} of every model of `plan`, each trained by `train_and_score` (resumable)."
@@ -514,15 +564,18 @@ def _train_one_at_a_time(store, plan, config, device, run_dir, tracker, progress
         if tracker: tracker.update(key, seed, resume_progress(resume_path))
     return trained
 
-def _train_stacked(store, plan, config, device, run_dir, progress) -> tuple[dict, dict]:
-    "Every model of `plan` trained by one `fit_stacked` call, then scored by `score_model`; (trained as above, diverged)."
+def _train_stacked(store, plan, config, device, run_dir, tracker, progress) -> tuple[dict, dict]:
+    "Every model of `plan` trained by one `fit_stacked` call (resumable), then scored by `score_model`; (trained, diverged)."
     data = _store_splits(store)
     views_of = {views: _views_of(data, views) for views in dict.fromkeys(v for _, v, _ in plan)}
     desc = {item: f'{model_key(item[0], item[1])} seed {item[2]}' for item in plan}       # fit's desc: the progress lines match
+    owner = {name: (model_key(head, views), seed) for (head, views, seed), name in desc.items()}
     heads = {desc[item]: _new_head(config, item[0], views_of[item[1]], item[2]) for item in plan}
     configs = {desc[item]: config.train_config(item[2], str(device)) for item in plan}
+    on_epoch = (lambda name, info: tracker.update(*owner[name], info)) if tracker else None
     stacked = fit_stacked(heads, data['train'], data['val'], configs, views={desc[item]: item[1] for item in plan},
-                          checkpoint_paths={desc[item]: _checkpoint(run_dir, *item) for item in plan}, progress=progress)
+                          checkpoint_paths={desc[item]: _checkpoint(run_dir, *item) for item in plan}, progress=progress,
+                          resume_path=run_dir / 'resume' / 'stacked.pt' if tracker else None, on_epoch=on_epoch)
     trained = {}
     for (head, views, seed), name in desc.items():
         result = stacked.results[name]
@@ -538,7 +591,7 @@ def _train_heads(store: EmbeddingStore, heads: list[str], config: ExperimentConf
                  tracker: SessionTracker | None, progress: bool = True) -> tuple[dict, dict, dict]:
     "Train and score every (head, views, seed) on `store`; (model records by key, test scores by (key, seed), diverged models)."
     plan, diverged = _run_plan(heads, config), {}
-    if _stacking(config, device, tracker, progress): trained, diverged = _train_stacked(store, plan, config, device, run_dir, progress)
+    if _stacking(config, device): trained, diverged = _train_stacked(store, plan, config, device, run_dir, tracker, progress)
     else: trained = _train_one_at_a_time(store, plan, config, device, run_dir, tracker, progress)
     if not trained:
         raise FloatingPointError('every head of the run diverged in its first epoch (non-finite loss): '
@@ -563,9 +616,12 @@ def _run_experiment(config: ExperimentConfig, show: bool, progress: bool = True)
             scores.update({ks: sc for ks, (_, sc) in trees.items()})
             timings['trees_s'] = time.perf_counter() - clock
             progress_line(f"trees: {', '.join(dict.fromkeys(k for k, _ in trees))} ({format_seconds(timings['trees_s'])})", progress)
+        add_typology_recall(models, scores, store, tx)
         dataset = dict(store.summary(), source=store.meta.get('source', config.dataset), views=store.meta.get('views'),
                        view_timings=store.meta.get('timings'), cache=store.meta.get('cache'), empty_views=store.meta.get('empty_views'))
-        if tx is not None: dataset['transactions'] = tx.summary()
+        if tx is not None:
+            dataset.update(transactions=tx.summary(), split_protocol=config.split, format=tx.meta.get('format'),
+                           file_name=Path(tx.meta['file']).name if tx.meta.get('file') else None)
         results = dict(
             schema_version=1,
             run=dict(dir=str(run_dir.resolve()), name=run_dir.name, started=datetime.datetime.fromtimestamp(started).isoformat(timespec='seconds'),
@@ -575,6 +631,7 @@ def _run_experiment(config: ExperimentConfig, show: bool, progress: bool = True)
         # error (RunNotFinished, and error.txt in the folder) names the `fusion-nb report RUN` command that finishes the run
         results, written = finish_run(run_dir, results, show=show, seed=config.seed, started=started,
                                       save_predictions=lambda: _save_predictions(run_dir / 'predictions.npz', store, scores))
+        _write_model_bundle(run_dir, store, tx, results, progress)
         if tracker: tracker.done()
     n_plots = sum(Path(p).suffix == '.png' for p in written.values())
     progress_line(f"report: verdict, {plural(n_plots, 'plot')} and summary.md "

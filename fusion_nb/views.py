@@ -10,21 +10,24 @@ Docs: https://fusion-nb.github.io/fusion_nb/views.html.md"""
 
 # %% ../nbs/05a_views.ipynb #1228bb1d
 from __future__ import annotations
-import hashlib, inspect, json, time, warnings
+import hashlib, inspect, io, json, time, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
-import numpy as np
+import numpy as np, torch
 from . import __version__
-from .env import world
+from .env import world, atomic_write_bytes, atomic_write_text
 from .transactions import Transactions
-from .splits import temporal_split, elliptic_split, labelled_mask
-from .graph_view import train_gnn_encoder, graph_embeddings, graph_kind
-from .sequence_view import build_histories, train_sequence_encoder, sequence_embeddings
+from .splits import temporal_split, elliptic_split, labelled_mask, train_period, time_folds
+from .graph_view import train_gnn_encoder, graph_embeddings, graph_kind, GNNEncoder, GNNConfig, gnn_config
+from .multignn import sampled_graph_embeddings
+from .sequence_view import (build_histories, train_sequence_encoder, sequence_embeddings, SequenceEncoder,
+                                     step_feature_scaling)
 from .embeddings import EmbeddingStore, EmbeddingFormatError, align_views, save_embeddings, load_embeddings
 from .train import progress_line, format_seconds
 
 # %% auto #0
-__all__ = ['VIEWS_VERSION', 'ViewsConfig', 'default_split', 'views_cache_key', 'build_views']
+__all__ = ['VIEWS_VERSION', 'ViewsConfig', 'default_split', 'cross_fitted_train_embeddings', 'EncodersError', 'gnn_dims',
+           'TrainedViews', 'save_view_encoders', 'load_view_encoders', 'views_cache_key', 'build_views']
 
 # %% ../nbs/05a_views.ipynb #9bd40265
 def _defaults(fn) -> dict:
@@ -49,15 +52,21 @@ class ViewsConfig:
     seq_batch_size: int = _SEQ['batch_size']           # training batch of the sequence encoder
     max_seq_train_rows: int | None = _SEQ['max_train_rows']   # labelled rows the sequence encoder trains on at most
     seed: int = _GNN['seed']               # seeds both encoders
+    oof_folds: int = 0                     # >= 2: train rows embedded out of fold (encoders cross-fitted on time folds); 0: in-sample
     device: str = _GNN['device']
+
+    def sampled_embeddings(self) -> bool:
+        "True when the graph view embeds on sampled subgraphs: a Multi-GNN encoder (GINE, PNA, Multi*) trained with `gnn_fanout`."
+        return self.gnn_fanout is not None and gnn_config(self.gnn_preset).arch == 'multignn'
 
     def key(self) -> dict:
         "The settings that change the embeddings (the device does not)."
         d = asdict(self); d.pop('device')
         if self.gnn_fanout is None: d.pop('gnn_fanout'); d.pop('gnn_batch_size')   # full-batch: keys stay as they were
         else: d['gnn_fanout'] = [int(f) for f in self.gnn_fanout]
+        if self.sampled_embeddings(): d['gnn_embedding'] = 'sampled'                # Multi-GNN sampled: not the full-graph stores
+        if not self.oof_folds: d.pop('oof_folds')                                  # in-sample: keys stay as they were
         return d
-
 
 # %% ../nbs/05a_views.ipynb #da5489b9
 def default_split(tx: Transactions) -> np.ndarray:
@@ -65,11 +74,109 @@ def default_split(tx: Transactions) -> np.ndarray:
     return elliptic_split(tx) if tx.source == 'elliptic' else temporal_split(tx)
 
 # %% ../nbs/05a_views.ipynb #f0a1b2c3
-VIEWS_VERSION = 1   # bump when a change to the encoders or to view building changes the embeddings they compute
+VIEWS_VERSION = 2   # bump when a change to the encoders or to view building changes the embeddings they compute
 
 def _code_version() -> str:
     "The version of the code that computes the views: the package release and `VIEWS_VERSION`."
     return f'{__version__}+views{VIEWS_VERSION}'
+
+# %% ../nbs/05a_views.ipynb #h15vw02
+def _train_graph_encoder(tx: Transactions, split, config: ViewsConfig, progress: bool = True):
+    "`train_gnn_encoder` with `config`'s settings on the train period of `tx` alone; (encoder, history)."
+    return train_gnn_encoder(*train_period(tx, split), preset=config.gnn_preset, emb_dim=config.emb_dim,
+                             epochs=config.gnn_epochs, lr=config.gnn_lr, seed=config.seed, device=config.device,
+                             fanout=None if config.gnn_fanout is None else list(config.gnn_fanout),
+                             batch_size=config.gnn_batch_size, progress=progress)
+
+def _graph_embeddings(encoder: GNNEncoder, tx: Transactions, split, config: ViewsConfig) -> tuple[np.ndarray, np.ndarray]:
+    "Every row's graph embedding as `config` trained the encoder: on sampled subgraphs for a sampled Multi-GNN, else the full graph."
+    if not config.sampled_embeddings(): return graph_embeddings(encoder, tx, split, device=config.device)
+    return sampled_graph_embeddings(encoder, tx, split, fanout=[int(f) for f in config.gnn_fanout],
+                                    batch_size=config.gnn_batch_size, device=config.device, seed=config.seed)
+
+def _train_sequence(tx: Transactions, histories, split, config: ViewsConfig, progress: bool = True):
+    "`train_sequence_encoder` with `config`'s settings."
+    return train_sequence_encoder(tx, histories, split, preset=config.seq_preset, emb_dim=config.emb_dim,
+                                  epochs=config.seq_epochs, hidden=config.seq_hidden, batch_size=config.seq_batch_size,
+                                  seed=config.seed, device=config.device, max_train_rows=config.max_seq_train_rows,
+                                  progress=progress)
+
+# %% ../nbs/05a_views.ipynb #h15vw04
+def _labels_hidden(tx: Transactions, rows: np.ndarray) -> Transactions:
+    "`tx` with the labels of `rows` set to -1 (unknown): in the graph and the histories, out of every loss."
+    label = tx.frame['label'].to_numpy().copy(); label[rows] = -1
+    return Transactions(frame=tx.frame.assign(label=label), accounts=tx.accounts, source=tx.source,
+                        feature_columns=list(tx.feature_columns), leaky_columns=list(tx.leaky_columns),
+                        leak_notes=dict(tx.leak_notes), tx_edges=tx.tx_edges, meta=dict(tx.meta))
+
+def cross_fitted_train_embeddings(tx: Transactions, split, histories, config: ViewsConfig,
+                                  progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "(train rows, graph and sequence embeddings of them), each time fold embedded by encoders trained without its labels."
+    folds = time_folds(tx, split, config.oof_folds)
+    rows = np.flatnonzero(folds >= 0)
+    gnn_out = np.zeros((len(rows), config.emb_dim), np.float32); seq_out = np.zeros_like(gnn_out)
+    for k in range(config.oof_folds):
+        held_out = _labels_hidden(tx, np.flatnonzero(folds == k))
+        seq = _train_sequence(held_out, histories, split, config, progress=False)
+        gnn, _ = _train_graph_encoder(held_out, split, config, progress=False)
+        mine = folds[rows] == k
+        seq_out[mine] = sequence_embeddings(seq.encoder, held_out, histories, seq.features, device=config.device)[0][rows[mine]]
+        gnn_out[mine] = _graph_embeddings(gnn, held_out, split, config)[0][rows[mine]]
+        progress_line(f'views: train fold {k + 1}/{config.oof_folds} ({int(mine.sum()):,} rows) embedded out of fold', progress)
+    return rows, gnn_out, seq_out
+
+# %% ../nbs/05a_views.ipynb #b14v0002
+class EncodersError(ValueError):
+    "Saved view encoders that cannot be used: missing, damaged, or written by incompatible code."
+
+def gnn_dims(encoder: GNNEncoder) -> tuple[int, int]:
+    "(node feature width, edge feature width) a `GNNEncoder` was built for, whatever its node encoder."
+    names = encoder.meta.get('node_feature_names')
+    node_dim = len(names) if names is not None else int(encoder.gnn.input[0].in_features)   # meta: set by train_gnn_encoder
+    return node_dim, int(encoder.proj_edge.in_features) if encoder.kind == 'account' else 0
+
+@dataclass
+class TrainedViews:
+    "The trained encoders of a store and what embedding a new transaction needs besides their weights."
+    gnn: GNNEncoder
+    seq: SequenceEncoder
+    step_scaling: dict        # `step_feature_scaling` of the train rows
+    settings: dict            # `ViewsConfig.key()` of the store
+
+    def describe(self) -> dict:
+        "JSON-able settings that rebuild both encoders (weights apart)."
+        g = self.gnn
+        node_dim, edge_dim = gnn_dims(g)
+        return dict(gnn=dict(kind=g.kind, node_dim=node_dim, edge_dim=edge_dim, emb_dim=int(g.emb_dim), config=asdict(g.config), meta=g.meta),
+                    seq=dict(self.seq.config), step_scaling=self.step_scaling, settings=self.settings)
+
+# %% ../nbs/05a_views.ipynb #b14v0003
+def save_view_encoders(trained: TrainedViews, path) -> Path:
+    "Write the encoders' weights to `path` (.pt, weights only) and their settings, with the weights' sha256, to `path`.json."
+    buffer = io.BytesIO()
+    torch.save({'gnn': {k: v.detach().cpu() for k, v in trained.gnn.state_dict().items()},
+                'seq': {k: v.detach().cpu() for k, v in trained.seq.state_dict().items()}}, buffer)
+    path = Path(path)
+    atomic_write_bytes(path, buffer.getvalue())
+    described = dict(trained.describe(), code_version=_code_version(), weights_sha256=hashlib.sha256(buffer.getvalue()).hexdigest())
+    atomic_write_text(path.with_suffix('.json'), json.dumps(described, indent=1))
+    return path
+
+def load_view_encoders(path) -> TrainedViews:
+    "The encoders `save_view_encoders` wrote to `path`, in eval mode on the CPU; `EncodersError` says what is wrong."
+    path = Path(path)
+    try: described, data = json.loads(path.with_suffix('.json').read_text()), path.read_bytes()
+    except (OSError, ValueError) as e: raise EncodersError(f'{path}: the view encoders cannot be read ({e}).') from None
+    if hashlib.sha256(data).hexdigest() != described.get('weights_sha256'):
+        raise EncodersError(f'{path}: damaged view encoders: the weights do not match the sha256 in {path.with_suffix(".json").name}.')
+    weights = torch.load(io.BytesIO(data), weights_only=True, map_location='cpu')
+    g = described['gnn']
+    gnn = GNNEncoder(g['kind'], g['node_dim'], g['edge_dim'], GNNConfig(**g['config']), g['emb_dim'], g['meta'])
+    seq = SequenceEncoder(**described['seq'])
+    try: gnn.load_state_dict(weights['gnn']); seq.load_state_dict(weights['seq'])
+    except (KeyError, RuntimeError) as e:
+        raise EncodersError(f'{path}: the weights do not fit the encoders their settings describe ({str(e)[:200]}).') from None
+    return TrainedViews(gnn.eval(), seq.eval(), described['step_scaling'], described['settings'])
 
 # %% ../nbs/05a_views.ipynb #ac4ee751
 def views_cache_key(tx: Transactions, split: np.ndarray, config: ViewsConfig) -> str:
@@ -92,18 +199,23 @@ def _labelled_store(tx: Transactions, split, gnn: tuple, seq: tuple, meta: dict,
                        gnn_mask=gnn_mask[rows], seq_mask=seq_mask[rows], meta=meta, where=where)
 
 def _cached_store(cache: Path | None) -> EmbeddingStore | None:
-    "The store in `cache` if there is one and it loads; a damaged or unreadable file is reported, removed and treated as a miss."
+    "The store in `cache` with its encoders if both load; a damaged file is reported, removed and treated as a miss (no encoders: a miss)."
     if cache is None or not cache.exists(): return None
-    try: return load_embeddings(cache)
-    except EmbeddingFormatError as e:     # disposable: rebuilt, rather than failing every later run with this data
+    try:
+        store = load_embeddings(cache)
+        store.encoders = load_view_encoders(_encoders_path(cache)) if _encoders_path(cache).with_suffix('.json').exists() else None
+        return store if store.encoders is not None else None   # a cache from before encoders were kept: rebuilt once
+    except (EmbeddingFormatError, EncodersError) as e:   # disposable: rebuilt, rather than failing every later run with this data
         warnings.warn(f'views cache {cache} cannot be used, so it is removed and rebuilt: {e}')
         if world()[1] == 0 and not cache.is_dir(): cache.unlink(missing_ok=True)
         return None
 
+def _encoders_path(cache: Path) -> Path: return cache.with_name(cache.name.removesuffix('.npz') + '.encoders.pt')
+
 def build_views(tx: Transactions, split=None, config: ViewsConfig | None = None, cache_dir=None,
                 progress: bool = True,   # one line per encoder and one for the store (rank 0 only)
                ) -> EmbeddingStore:
-    "Aligned two-view embedding store of the labelled transactions of `tx` (cached in `cache_dir` if given)."
+    "Aligned two-view embedding store of the labelled transactions of `tx` (cached in `cache_dir` if given); `.encoders` holds the encoders."
     config = config or ViewsConfig()
     split = default_split(tx) if split is None else np.asarray(split)
     key = views_cache_key(tx, split, config)
@@ -117,26 +229,30 @@ def build_views(tx: Transactions, split=None, config: ViewsConfig | None = None,
     timings, t0 = {}, began
     histories = build_histories(tx, k=config.history_k)
     timings['histories_s'] = time.perf_counter() - t0; t0 = time.perf_counter()
-    seq = train_sequence_encoder(tx, histories, split, preset=config.seq_preset, emb_dim=config.emb_dim,
-                                 epochs=config.seq_epochs, hidden=config.seq_hidden, batch_size=config.seq_batch_size, seed=config.seed,
-                                 device=config.device, max_train_rows=config.max_seq_train_rows, progress=progress)
+    seq = _train_sequence(tx, histories, split, config, progress)
     seq_emb, seq_mask = sequence_embeddings(seq.encoder, tx, histories, seq.features, device=config.device)
     timings['sequence_s'] = time.perf_counter() - t0; t0 = time.perf_counter()
-    gnn, gnn_history = train_gnn_encoder(tx, split, preset=config.gnn_preset, emb_dim=config.emb_dim,
-                                         epochs=config.gnn_epochs, lr=config.gnn_lr, seed=config.seed, device=config.device,
-                                         fanout=None if config.gnn_fanout is None else list(config.gnn_fanout),
-                                         batch_size=config.gnn_batch_size, progress=progress)
-    gnn_emb, gnn_mask = graph_embeddings(gnn, tx, split, device=config.device)
+    gnn, gnn_history = _train_graph_encoder(tx, split, config, progress)
+    gnn_emb, gnn_mask = _graph_embeddings(gnn, tx, split, config)
     timings['graph_s'] = time.perf_counter() - t0
+    if config.oof_folds:
+        t0 = time.perf_counter()
+        rows, gnn_train, seq_train = cross_fitted_train_embeddings(tx, split, histories, config, progress)
+        gnn_emb[rows], seq_emb[rows] = gnn_train, seq_train
+        timings['cross_fit_s'] = time.perf_counter() - t0
+    trained = TrainedViews(gnn.cpu(), seq.encoder.cpu(), step_feature_scaling(tx, split == 'train'), config.key())
     meta = dict(source=tx.source, data_fingerprint=tx.fingerprint(), views=config.key(), cache_key=key, code_version=_code_version(),
                 gnn_model=config.gnn_preset, seq_model=config.seq_preset, graph_kind=graph_kind(tx),
                 timings={k: round(v, 3) for k, v in timings.items()},
                 encoder_train=dict(gnn_last_loss=(gnn_history.get('loss') or [None])[-1],
                                    seq_best_val_ap=seq.best_val_ap),
-                alignment='by tx_id (both views computed from one transactions table)')
+                alignment='by tx_id (both views computed from one transactions table)',
+                train_embeddings=f'out of fold ({config.oof_folds} time folds)' if config.oof_folds else 'in-sample')
     store = _labelled_store(tx, split, (gnn_emb, gnn_mask), (seq_emb, seq_mask), meta, where=f'{tx.source} views')
+    store.encoders = trained                               # not part of the store file; the cache keeps them beside it
     if cache is not None and world()[1] == 0:             # under torchrun every rank builds the same store; rank 0 writes it
         save_embeddings(store, cache)
+        save_view_encoders(trained, _encoders_path(cache))
         store.meta['cache'] = dict(status='written', file=str(cache))
     cached = f', cached in {cache}' if cache is not None else ''
     progress_line(f'views: {store.n:,} transactions in both views ({format_seconds(time.perf_counter() - began)}){cached}', progress)
