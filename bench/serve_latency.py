@@ -22,7 +22,7 @@ Writes serve_latency.csv/.txt, serve_throughput.csv/.txt, serve_breakdown.csv/.t
 vs rate) into the output folder. Targets (issue 14): p99 <= 10 ms at 200 requests/s; >= 5,000 transactions/s micro-batched.
 """
 from __future__ import annotations
-import argparse, asyncio, json, os, signal, socket, subprocess, sys, time
+import argparse, asyncio, json, os, shutil, signal, socket, subprocess, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import script_main, report, save_png, pyplot, REPO_ROOT
@@ -237,11 +237,24 @@ def measure_service(args, run_dir: Path, out: Path, wait: float, fsync: bool, ta
     return latency, throughput, health
 
 
+def served_copy(run_dir: Path, out: Path) -> Path:
+    """A copy of the run to serve: the run's files and its bundle `model/` (not its other folders), in `out`.
+
+    The service hands its state back on a clean shutdown (RUN_DIR/model/state.npz), so serving the run itself would
+    change the run being measured; each variant serves this copy in turn (its rows continue where the last stopped)."""
+    dst = out / 'served_run'
+    if dst.exists(): shutil.rmtree(dst)
+    shutil.copytree(run_dir, dst, ignore=lambda folder, names: [n for n in names if Path(folder) == run_dir
+                                                                and (run_dir / n).is_dir() and n != 'model'])
+    return dst
+
+
 def run(args, out: Path):
     use_uvloop()
     seconds = 2 if args.quick and args.seconds == 10 else args.seconds
     n_tp = 2000 if args.quick and args.throughput_rows == 20_000 else args.throughput_rows
-    run_dir = Path(args.run) if args.run else tiny_run(out / 'run', *((3000, True) if args.quick else (args.train_rows, False)))
+    measured = Path(args.run) if args.run else tiny_run(out / 'run', *((3000, True) if args.quick else (args.train_rows, False)))
+    run_dir = served_copy(measured, out)          # the service writes its state on shutdown: never into the run itself
     need = (int(sum(args.rates) * seconds) + (len(args.list_sizes) + 1) * n_tp) * len(args.variants) + 210
     rows = later_rows(run_dir, need + 1000)       # in time order: each request must come after the last
     cursor, latency, throughput, health = 0, [], [], []
@@ -251,7 +264,7 @@ def run(args, out: Path):
     for wait, fsync in args.variants:
         lat, tp, trips = measure_service(args, run_dir, out, wait, fsync, take, seconds, n_tp)
         latency += lat; throughput += tp; health += trips
-    notes = [f'run: {run_dir}; {seconds:g} s per rate; at most {args.max_outstanding} in flight; service and load generator '
+    notes = [f'run: {measured} (served from a copy, {run_dir}); {seconds:g} s per rate; at most {args.max_outstanding} in flight; service and load generator '
              f'share this {os.cpu_count()}-core machine (and anything else running on it); torch threads in the service: {args.threads}',
              'target: p99 <= 10 ms at 200 requests/s']
     report('serve latency: single-transaction requests, open loop', latency,

@@ -112,7 +112,7 @@ def _too_large(size: int, config: ServeConfig) -> RequestError:
 # %% ../nbs/14b_serve.ipynb #75762262
 def transactions_frame(records: list[dict], feature_columns=()) -> pd.DataFrame:
     "The scoring frame of parsed request records (or of a batch replayed from the log)."
-    frame = pd.DataFrame.from_records(records)
+    frame = pd.DataFrame({name: [r.get(name) for r in records] for name in records[0]})   # by column: no per-row work
     for name in feature_columns: frame[name] = frame[name].astype('float64')
     return frame
 
@@ -211,11 +211,16 @@ def restore_state(journal: StateJournal, run_dir) -> tuple[FraudModel, int]:
     return model, max([pointer['seq']] + [r['seq'] for r in records])
 
 # %% ../nbs/14b_serve.ipynb #91bcb01a
-def _per_request(scores: pd.DataFrame, requests: list[list[dict]]) -> list[pd.DataFrame]:
-    "Split one call's scores (sorted by time) into each request's rows, in the order the request listed them."
-    if len(requests) == 1 and scores['tx_id'].tolist() == [r['tx_id'] for r in requests[0]]: return [scores]
-    by_id = scores.set_index('tx_id', drop=False)
-    return [by_id.loc[[r['tx_id'] for r in req]].reset_index(drop=True) for req in requests]
+def _answers(scores: pd.DataFrame) -> list[dict]:
+    "Scores as JSON-ready dicts (Python floats and bools; NaN as None)."
+    columns = list(scores.columns)
+    values = [[None if isinstance(v, float) and v != v else v for v in scores[c].tolist()] for c in columns]
+    return [dict(zip(columns, row)) for row in zip(*values)]
+
+def _per_request(scores: pd.DataFrame, requests: list[list[dict]]) -> list[list[dict]]:
+    "Split one call's scores (sorted by time) into each request's answers, in the order the request listed them."
+    by_id = {answer['tx_id']: answer for answer in _answers(scores)}      # built once per model call
+    return [[by_id[r['tx_id']] for r in req] for req in requests]
 
 # %% ../nbs/14b_serve.ipynb #21b4cee5
 class Scorekeeper:
@@ -229,7 +234,7 @@ class Scorekeeper:
         self.counts = dict(requests=0, transactions=0, refused=0, model_calls=0)
 
     def score(self, requests: list[list[dict]]) -> list:
-        "Each request's scores (a frame), or the `RequestError` that refused it."
+        "Each request's answers (JSON-ready dicts, in its order), or the `RequestError` that refused it."
         with self.lock:
             if len(requests) > 1:
                 try: return self._count(_per_request(self._apply([r for req in requests for r in req]), requests))
@@ -288,8 +293,8 @@ class MicroBatcher:
     def start(self):
         self.queue = asyncio.Queue(); self.task = asyncio.get_running_loop().create_task(self._run())
 
-    async def submit(self, records: list[dict]) -> pd.DataFrame:
-        "Queue one request; its scores, or raise its RequestError."
+    async def submit(self, records: list[dict]) -> list[dict]:
+        "Queue one request; its answers, or raise its RequestError."
         done = asyncio.get_running_loop().create_future()
         self.queue.put_nowait((records, done))
         return await done
@@ -338,12 +343,6 @@ async def _read_body(request: Request, config: ServeConfig) -> bytes:
         chunks.append(chunk)
     return b''.join(chunks)
 
-def _answers(scores: pd.DataFrame) -> list[dict]:
-    "Scores as JSON-ready dicts (Python floats and bools; NaN as None)."
-    columns = list(scores.columns)
-    values = [[None if isinstance(v, float) and v != v else v for v in scores[c].tolist()] for c in columns]
-    return [dict(zip(columns, row)) for row in zip(*values)]
-
 # %% ../nbs/14b_serve.ipynb #d93c6dfb
 def scoring_app(run_dir, state_dir=None, config: ServeConfig | None = None) -> FastAPI:
     "The HTTP scorer of a run, keeping its state in `state_dir` (default RUN_DIR/serve; one service per folder)."
@@ -366,7 +365,7 @@ def scoring_app(run_dir, state_dir=None, config: ServeConfig | None = None) -> F
     async def score(request: Request):
         try:
             records, many = parser(await _read_body(request, config))
-            answers = _answers(await batcher.submit(records))
+            answers = await batcher.submit(records)
         except RequestError as e: return e.response()
         return Response(json.dumps(answers if many else answers[0]), media_type='application/json')
 
