@@ -32,7 +32,7 @@ __all__ = ['GRAPH_VISIBILITY', 'GNN_FAMILIES', 'SEED_GNN_PRESETS', 'GNN_PRESETS'
            'safe_feature_columns', 'type_categories', 'edge_features', 'graph_kind', 'account_node_features',
            'build_account_graph', 'build_tx_graph', 'visible_graph', 'GNNConfig', 'gnn_config', 'mean_adjacency',
            'GraphInputs', 'node_edge_means', 'graph_inputs', 'GraphSAGEEncoder', 'gnn_architecture', 'GNNEncoder',
-           'sampling_graph', 'subgraph_inputs', 'train_gnn_encoder', 'graph_embeddings']
+           'sampling_graph', 'subgraph_inputs', 'train_gnn_encoder', 'split_graphs', 'graph_embeddings']
 
 # %% ../nbs/03_graph_view.ipynb #8f8cd1c3
 GRAPH_VISIBILITY = {name: SPLITS[:i + 1] for i, name in enumerate(SPLITS)}   # a split sees itself and every earlier one
@@ -528,24 +528,31 @@ def _context_mask(graph: Data, tx: Transactions, kind: str, rows: np.ndarray) ->
     s, d = tx.frame['src'].to_numpy()[rows], tx.frame['dst'].to_numpy()[rows]
     return degree[s] + degree[d] - 2 > 0  # the row's own edge adds one at each end (two at a self-loop's one node)
 
-def graph_embeddings(encoder: GNNEncoder, tx: Transactions, split, device='auto', chunk_rows: int = 1_000_000) -> tuple[np.ndarray, np.ndarray]:
-    "(emb float32 [N, emb_dim], gnn_mask bool [N]) for every row of `tx.frame`, each embedded with its split's visible graph."
-    split, device = _check_split(tx, split), _gnn_device(device)
-    kind = graph_kind(tx)
+def _embedding_inputs(encoder: GNNEncoder, tx: Transactions, split) -> tuple[np.ndarray, str, tuple | None]:
+    "(split, graph kind, edge features) for embedding `tx` with `encoder`, refused if the encoder was trained on another graph or features."
+    split, kind = _check_split(tx, split), graph_kind(tx)
     if kind != encoder.kind: raise ValueError(f'encoder was trained on a {encoder.kind!r} graph but source {tx.source!r} gives a {kind!r} graph.')
     feats = edge_features(tx) if kind == 'account' else None
     names = (feats[1] if feats else safe_feature_columns(tx))
     expected = encoder.meta.get('edge_feature_names' if kind == 'account' else 'node_feature_names')
     if expected is not None and list(expected) != list(names):
         raise ValueError(f'encoder expects features {expected} but source {tx.source!r} gives {names}; embed the table it was trained for (same types and feature_columns).')
+    return split, kind, feats
+
+def split_graphs(tx: Transactions, split: np.ndarray, feats):
+    "(rows, visible graph) of each non-empty split in turn: the graph a split's rows are embedded with."
+    for scoring in SPLITS:
+        rows = np.flatnonzero(split == scoring)
+        if len(rows): yield rows, visible_graph(tx, split, scoring, feats)
+
+def graph_embeddings(encoder: GNNEncoder, tx: Transactions, split, device='auto', chunk_rows: int = 1_000_000) -> tuple[np.ndarray, np.ndarray]:
+    "(emb float32 [N, emb_dim], gnn_mask bool [N]) for every row of `tx.frame`, each embedded with its split's visible graph."
+    (split, kind, feats), device = _embedding_inputs(encoder, tx, split), _gnn_device(device)
     emb = np.zeros((len(tx.frame), encoder.emb_dim), dtype=np.float32)
     gnn_mask = np.zeros(len(tx.frame), dtype=bool)
     encoder = encoder.to(device).eval()
     with torch.no_grad():
-        for scoring in SPLITS:
-            rows = np.flatnonzero(split == scoring)
-            if len(rows) == 0: continue
-            graph = visible_graph(tx, split, scoring, feats)
+        for rows, graph in split_graphs(tx, split, feats):
             h = encoder.gnn(graph_inputs(graph, device))
             for start in range(0, len(rows), chunk_rows):
                 part = rows[start:start + chunk_rows]

@@ -20,7 +20,7 @@ from .layers import FastDropout
 from .sampling import neighbor_sampler
 from .splits import SPLITS
 from .graph_view import (GNNConfig, GraphInputs, GNN_ARCHITECTURES, GNNEncoder, edge_features, graph_kind, visible_graph,
-                                  sampling_graph, subgraph_inputs, _check_split, _gnn_device, _sampled_batches, _context_mask)
+                                  sampling_graph, subgraph_inputs, split_graphs, _embedding_inputs, _gnn_device, _sampled_batches, _context_mask)
 from .transactions import Transactions
 
 # %% auto #0
@@ -156,16 +156,11 @@ GNN_ARCHITECTURES['multignn'] = MultiGNNEncoder
 def sampled_graph_embeddings(encoder: GNNEncoder, tx: Transactions, split, fanout: list[int], batch_size: int = 4096,
                              device='auto', seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     "`graph_embeddings` on sampled subgraphs: each batch of a split's rows on its own sample of that split's visible graph, endpoints marked (ego ids)."
-    split, device, kind = _check_split(tx, split), _gnn_device(device), graph_kind(tx)
-    if kind != encoder.kind: raise ValueError(f'encoder was trained on a {encoder.kind!r} graph but source {tx.source!r} gives a {kind!r} graph.')
-    feats = edge_features(tx) if kind == 'account' else None
+    (split, kind, feats), device = _embedding_inputs(encoder, tx, split), _gnn_device(device)
     emb, gnn_mask = np.zeros((len(tx.frame), encoder.emb_dim), dtype=np.float32), np.zeros(len(tx.frame), dtype=bool)
     encoder = encoder.to(device).eval()
     with torch.no_grad():
-        for scoring in SPLITS:
-            rows = np.flatnonzero(split == scoring)
-            if len(rows) == 0: continue
-            graph = visible_graph(tx, split, scoring, feats)
+        for rows, graph in split_graphs(tx, split, feats):
             data = sampling_graph(graph)
             for batch, position, seeds in _sampled_batches(tx, kind, data, neighbor_sampler(data, fanout, seed=seed), fanout, rows, batch_size):
                 r = rows[position.numpy()]
