@@ -10,8 +10,9 @@ quoting the figures.
    send time to its answer, so a slow answer also delays the requests queued behind it in the figures (no
    coordinated omission). At most `--max-outstanding` requests are in flight; a request due while that many are
    waiting is dropped and counted (the bound keeps an overloaded service from being buried). p50/p90/p99/max in ms.
-2. Throughput: (a) list requests of `--list-sizes` transactions, one connection, back to back; (b) many clients
-   (`--clients`) sending single transactions back to back, which the service micro-batches. Transactions/s.
+2. Throughput: (a) list requests of `--list-sizes` transactions (micro-batches sent by the client), one connection,
+   back to back; (b) many clients (`--clients`) sending single transactions back to back, which the service
+   micro-batches itself. Transactions/s.
    Both for each service variant (`--variants`): the server's `--batch-wait-ms` 0 and 1 with the log fsync'd before
    each answer, and 0 with `--no-fsync` (durable across a crash of the process, not of the machine).
 
@@ -144,17 +145,16 @@ def bodies_of(rows: list[dict], size: int = 1) -> list[bytes]:
 
 def breakdown(run_dir: Path, rows: list[dict], folder: Path, n: int = 200) -> list[dict]:
     "What one request costs apart from HTTP: the model's single-row call, and one fsync'd log line on this disk."
-    import statistics, pandas as pd
+    import statistics
     from fusion_nb.scoring import load_model
     model, out = load_model(run_dir), []
     def stats(what, seconds):
         ms = sorted(x * 1000 for x in seconds)
         return dict(what=what, calls=len(ms), p50_ms=percentile(ms, .5), p99_ms=percentile(ms, .99), mean_ms=statistics.mean(ms))
     times = []
-    for row in rows[:n]:
-        frame = pd.DataFrame.from_records([row])
-        start = time.perf_counter(); model.score(frame, update_state=True); times.append(time.perf_counter() - start)
-    out.append(stats('model.score(1 row, update_state=True), in process', times[10:]))
+    for row in rows[:n]:          # what the service calls: a record in, arrays out (no pandas on this path)
+        start = time.perf_counter(); model.score_arrays([row], update_state=True); times.append(time.perf_counter() - start)
+    out.append(stats('model.score_arrays(1 record, update_state=True), in process', times[10:]))
     folder.mkdir(parents=True, exist_ok=True)
     fd, times = os.open(folder / 'fsync_probe', os.O_WRONLY | os.O_CREAT | os.O_APPEND), []
     for row in rows[:n]:
@@ -178,7 +178,8 @@ def add_args(ap):
     ap.add_argument('--rates', type=float, nargs='+', default=[50, 100, 200, 400], help='request rates of the latency table')
     ap.add_argument('--seconds', type=float, default=10, help='seconds of load per rate (--quick: 2)')
     ap.add_argument('--max-outstanding', type=int, default=64, help='requests in flight at most (the load bound)')
-    ap.add_argument('--list-sizes', type=int, nargs='+', default=[100, 1000], help='transactions per list request')
+    ap.add_argument('--list-sizes', type=int, nargs='+', default=[10, 32, 100, 1000],
+                    help='transactions per list request (a client that sends micro-batches)')
     ap.add_argument('--clients', type=int, default=32, help='concurrent single-transaction clients (micro-batching)')
     ap.add_argument('--variants', type=parse_variant, nargs='+', default=[(0.0, True), (1.0, True), (0.0, False)],
                     metavar='MS[:nofsync]', help="services to compare: --batch-wait-ms, and :nofsync for --no-fsync "

@@ -89,9 +89,30 @@ def _compact(state: ScoringState) -> ScoringState:
     state._cache = {}
     return state
 
+_LOG_KEYS = ('log', 'log_buffer', 'log_rows', 'log_accounts', 'log_ids')
+
+def _log_append(state: ScoringState, chunk: dict):
+    "Add `chunk` to the log's buffer (its capacity doubles when full), its rows by account and its set of ids."
+    buf, n = state._cache.get('log_buffer'), state._cache.get('log_rows', 0)
+    m = n + len(chunk['tx_id'])
+    if buf is None or m > len(buf['tx_id']):
+        size = max(2 * (len(buf['tx_id']) if buf else 0), m, 1024)
+        grown = {k: np.empty((size,) + v.shape[1:], v.dtype) for k, v in chunk.items()}
+        for k in grown if buf else (): grown[k][:n] = buf[k][:n]
+        buf = state._cache['log_buffer'] = grown
+    for k, v in chunk.items(): buf[k][n:m] = v
+    state._cache['log_rows'], state._cache['log'] = m, {k: v[:m] for k, v in buf.items()}    # views: no copy
+    by_account = state._cache.setdefault('log_accounts', {})
+    for j, (s, d) in enumerate(zip(chunk['src'].tolist(), chunk['dst'].tolist()), n):
+        by_account.setdefault(s, []).append(j)
+        if d != s: by_account.setdefault(d, []).append(j)
+    state._cache.setdefault('log_ids', set()).update(chunk['tx_id'].tolist())
+
 def _log_columns(state: ScoringState) -> dict:
-    "The appended rows as one table (kept up to date by `append_rows`, so a request does not re-merge the whole log)."
-    if 'log' not in state._cache: state._cache['log'] = _concat(state._log)
+    "The appended rows as one table (kept up to date by `append_rows`: a request never re-merges the whole log)."
+    if 'log' not in state._cache:
+        for key in _LOG_KEYS: state._cache.pop(key, None)
+        for chunk in state._log: _log_append(state, chunk)
     return state._cache['log']
 
 def _all_columns(state: ScoringState, rows=None) -> dict:
@@ -141,7 +162,8 @@ def seen_tx_ids(state: ScoringState, ids) -> np.ndarray:
     seen = base.get_indexer(ids) >= 0 if base.is_unique else base.isin(ids)
     if state._log:
         logged = _log_columns(state)['tx_id']
-        seen |= (logged[:, None] == ids[None]).any(0) if len(ids) <= 64 else np.isin(ids, logged)
+        if len(ids) <= 4096: seen |= np.fromiter(map(state._cache['log_ids'].__contains__, ids.tolist()), bool, len(ids))
+        else: seen |= np.isin(ids, logged)
     return seen
 
 # %% ../nbs/14_bundle.ipynb #b14b0017
@@ -173,18 +195,31 @@ def history_rows(state: ScoringState, accounts, k: int) -> np.ndarray:
     found = [rows[take]]
     if state._log:
         log = _log_columns(state)
-        near = np.isin(log['src'], accounts) | np.isin(log['dst'], accounts)
-        found.append(np.flatnonzero(near) + len(state.columns['tx_id']))
+        if len(accounts) <= _FEW_ACCOUNTS: near = _log_tails(state, accounts, k)
+        else: near = np.flatnonzero(np.isin(log['src'], accounts) | np.isin(log['dst'], accounts))
+        found.append(near + len(state.columns['tx_id']))
     return np.unique(np.concatenate(found))
+
+_FEW_ACCOUNTS = 256     # up to this many accounts, appended rows are found by account; beyond, by one scan of the log
+
+def _log_tails(state: ScoringState, accounts: np.ndarray, k: int) -> np.ndarray:
+    "Appended rows the next histories of `accounts` may need: each one's last equal-time block and the k rows before it."
+    by_account, time, out = state._cache['log_accounts'], state._cache['log']['time'], []
+    for a in accounts.tolist():
+        rows = by_account.get(a)
+        if not rows: continue
+        start = len(rows) - 1
+        while start > 0 and time[rows[start - 1]] == time[rows[-1]]: start -= 1
+        out += rows[max(0, start - k):]
+    return np.asarray(out, dtype=np.int64)
 
 # %% ../nbs/14_bundle.ipynb #b14b0020
 def append_rows(state: ScoringState, columns: dict) -> ScoringState:
     "Add scored transactions (state columns, their accounts already coded with `account_codes(..., add=True)`)."
     chunk = {k: np.array(v, copy=True) for k, v in columns.items()}
-    log = state._cache.get('log')
-    state._log.append(chunk)
-    state._cache['log'] = _concat([log, chunk]) if log is not None else _concat(state._log)   # kept merged: one copy per column
-    if len(state._cache['log']['tx_id']) >= _COMPACT_ROWS: _compact(state)
+    if state._log: _log_columns(state)              # the buffer holds the earlier chunks
+    state._log.append(chunk); _log_append(state, chunk)
+    if state._cache['log_rows'] >= _COMPACT_ROWS: _compact(state)
     return state
 
 # %% ../nbs/14_bundle.ipynb #b14b0023

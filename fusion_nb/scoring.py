@@ -17,8 +17,8 @@ from .bundle import (Bundle, BundleError, ScoringState, read_bundle, account_cod
                               _all_columns, _concat, BUNDLE_DIR)
 
 # %% auto #0
-__all__ = ['FAST_ROWS', 'SCORE_COLUMNS', 'CANONICAL', 'ScoringInputError', 'check_columns', 'FraudModel', 'embed', 'score',
-           'refresh', 'save_state_of', 'load_model', 'read_new_transactions', 'score_file', 'refresh_run']
+__all__ = ['FAST_ROWS', 'SCORE_COLUMNS', 'CANONICAL', 'ScoringInputError', 'check_columns', 'FraudModel', 'embed', 'score_arrays',
+           'score', 'refresh', 'save_state_of', 'load_model', 'read_new_transactions', 'score_file', 'refresh_run']
 
 # %% ../nbs/14a_score.ipynb #b14a0006
 class ScoringInputError(ValueError):
@@ -47,6 +47,21 @@ def _numeric(frame: pd.DataFrame, col: str, whole: bool = False) -> np.ndarray:
                                               f"in {_ids_of(frame, bad)}.")
     return out
 
+_INT64 = np.iinfo(np.int64)
+
+def _tx_ids(frame: pd.DataFrame) -> np.ndarray:
+    "Column tx_id as int64: integer columns exactly (ids beyond 2**53 too), whole floats within int64's range."
+    values = frame['tx_id']
+    if pd.api.types.is_integer_dtype(values) and not values.hasnans:
+        big = values.to_numpy() > _INT64.max if values.dtype.kind == 'u' else np.zeros(len(values), bool)
+        if big.any(): raise ScoringInputError(f"column 'tx_id' must fit in 64 bits, found {values[big].iloc[0]} in {_ids_of(frame, big)}.")
+        return values.to_numpy(np.int64)
+    out = _numeric(frame, 'tx_id', whole=True)
+    big = np.abs(out) >= 2.0 ** 63
+    if big.any(): raise ScoringInputError(f"column 'tx_id' must fit in 64 bits, found {out[big][0]:g} in {_ids_of(frame, big)}.")
+    return out.astype(np.int64)
+
+
 # %% ../nbs/14a_score.ipynb #b14a0007
 def _as_frame(transactions, schema: dict) -> pd.DataFrame:
     "The input as a frame with account names (a `Transactions` table's codes are turned into its names)."
@@ -64,20 +79,25 @@ def _as_frame(transactions, schema: dict) -> pd.DataFrame:
                                 f'found {type(transactions).__name__}.')
     return transactions
 
-def check_columns(frame: pd.DataFrame, schema: dict) -> None:
-    "Refuse missing or extra columns (`label` may come along and is ignored)."
-    missing = [c for c in schema['columns'] if c not in frame.columns]
-    extra = [c for c in frame.columns if c not in schema['columns'] and c != 'label']
+def _check_names(names, schema: dict) -> None:
+    "Refuse missing or extra column names (`label` may come along and is ignored)."
+    names = list(names)
+    missing = [c for c in schema['columns'] if c not in names]
+    extra = [c for c in names if c not in schema['columns'] and c != 'label']
     if missing or extra:
         raise ScoringInputError(f"the transactions must have exactly the columns {schema['columns']} (and optionally label); "
                                 + (f'missing {missing}' if missing else '') + ('; ' if missing and extra else '')
                                 + (f'unexpected {extra}' if extra else '') + '.')
+
+def check_columns(frame: pd.DataFrame, schema: dict) -> None:
+    "Refuse missing or extra columns (`label` may come along and is ignored), and an empty frame."
+    _check_names(frame.columns, schema)
     if len(frame) == 0: raise ScoringInputError('no transactions to score (0 rows).')
 
 # %% ../nbs/14a_score.ipynb #b14a0008
 def _check_values(frame: pd.DataFrame, schema: dict) -> pd.DataFrame:
     "The canonical scoring frame of `frame`: typed columns, names as str, `type` in the run's categories."
-    out = pd.DataFrame(dict(tx_id=_numeric(frame, 'tx_id', whole=True).astype(np.int64), time=_numeric(frame, 'time')))
+    out = pd.DataFrame(dict(tx_id=_tx_ids(frame), time=_numeric(frame, 'time')))
     bad = ~np.isfinite(out['time'].to_numpy())
     if bad.any(): raise ScoringInputError(f"column 'time' must be finite, found missing or infinite values in {_ids_of(frame, bad)}.")
     for col in ('src', 'dst'):
@@ -110,25 +130,45 @@ FAST_ROWS = 64          # requests of at most this many rows take the numpy path
 
 def _plain_names(a: np.ndarray) -> bool: return a.dtype == object and all(type(x) is str and x for x in a)
 
-def _fast_values(frame: pd.DataFrame, schema: dict) -> dict | None:
-    "The canonical columns of a small frame with nothing to report, as a dict of arrays; `None`: use `_check_values`."
-    n = len(frame)
-    if n == 0: return None
-    num = {c: frame[c].to_numpy() for c in ('tx_id', 'time', 'amount', *schema['feature_columns'])}
-    if any(a.dtype.kind not in 'iuf' for a in num.values()): return None
+def _small_columns(transactions, limit: int) -> dict | None:
+    "Columns (name -> array or list) of a frame, record or list of records with 1 to `limit` rows; None for anything else."
+    if isinstance(transactions, dict): transactions = [transactions]
+    if isinstance(transactions, pd.DataFrame):
+        if not 0 < len(transactions) <= limit or transactions.columns.duplicated().any(): return None
+        return {c: transactions[c].to_numpy() for c in transactions.columns}
+    if not (isinstance(transactions, list) and 0 < len(transactions) <= limit
+            and all(type(r) is dict for r in transactions)): return None
+    return {c: [r.get(c) for r in transactions] for c in dict.fromkeys(k for r in transactions for k in r)}
+
+def _plain_numbers(values) -> np.ndarray | None:
+    "A numeric array of `values` (an array, or a list of Python ints and floats only); None otherwise."
+    if isinstance(values, np.ndarray): return values if values.dtype.kind in 'iuf' else None
+    if not all(type(v) is int or type(v) is float for v in values): return None
+    a = np.array(values)
+    return a if a.dtype.kind in 'iuf' else None            # ints beyond 64 bits make an object array
+
+def _whole_ids(ids: np.ndarray) -> np.ndarray | None:
+    "int64 ids of an integer or float array, None when some are not whole or do not fit."
+    if ids.dtype.kind == 'f':
+        if not (np.isfinite(ids).all() and (ids == np.round(ids)).all() and (np.abs(ids) < 2.0 ** 63).all()): return None
+    elif ids.dtype.kind == 'u' and (ids > _INT64.max).any(): return None
+    return ids.astype(np.int64)
+
+def _fast_values(columns: dict, schema: dict) -> dict | None:
+    "The canonical columns of a small input with nothing to report (from `_small_columns`); `None`: use `_check_values`."
+    num = {c: _plain_numbers(columns[c]) for c in ('tx_id', 'time', 'amount', *schema['feature_columns'])}
+    if any(a is None for a in num.values()): return None
+    ids = _whole_ids(num.pop('tx_id'))
     num = {c: a.astype(np.float64) for c, a in num.items()}
-    ids, time, amount = num['tx_id'], num['time'], num['amount']
-    if not (np.isfinite(ids).all() and (ids == np.round(ids)).all() and np.isfinite(time).all()
-            and np.isfinite(amount).all() and (amount >= 0).all()): return None
-    src, dst, types = (frame[c].to_numpy() for c in ('src', 'dst', 'type'))
+    time, amount, n = num['time'], num['amount'], len(num['time'])
+    if ids is None or not (np.isfinite(time).all() and np.isfinite(amount).all() and (amount >= 0).all()): return None
+    src, dst, types = (np.asarray(columns[c], dtype=object) for c in ('src', 'dst', 'type'))
     if not (_plain_names(src) and _plain_names(dst) and types.dtype == object): return None
     index = {t: i for i, t in enumerate(schema['types'])}
     if not all(type(t) is str and t in index for t in types): return None
     extras = (np.column_stack([num[c] for c in schema['feature_columns']]) if schema['feature_columns']
               else np.zeros((n, 0)))
-    if np.isinf(extras).any(): return None
-    ids = ids.astype(np.int64)
-    if len(np.unique(ids)) < n: return None
+    if np.isinf(extras).any() or len(np.unique(ids)) < n: return None
     order = np.lexsort((ids, time))
     return dict(tx_id=ids[order], time=time[order], src=src[order], dst=dst[order], amount=amount[order],
                 type=np.array([index[t] for t in types], dtype=np.int16)[order], extras=extras[order])
@@ -298,10 +338,13 @@ class FraudModel:
 
     def _checked(self, transactions) -> dict:
         "The canonical columns of `transactions` (dict of arrays, (time, tx_id) order), checked against the state too."
-        frame = _as_frame(transactions, self.schema)
-        check_columns(frame, self.schema)
-        cols = _fast_values(frame, self.schema) if len(frame) <= self.fast_rows else None
-        if cols is None: cols = _frame_values(_check_values(frame, self.schema), self.schema)
+        small = _small_columns(transactions, self.fast_rows)
+        if small is not None: _check_names(small, self.schema)
+        cols = None if small is None else _fast_values(small, self.schema)
+        if cols is None:
+            frame = _as_frame(transactions, self.schema)
+            check_columns(frame, self.schema)
+            cols = _frame_values(_check_values(frame, self.schema), self.schema)
         _check_against_state(cols, self.state)
         return cols
 
@@ -320,8 +363,8 @@ def embed(self: FraudModel, transactions) -> tuple[np.ndarray, np.ndarray, np.nd
     "(graph embeddings [N, Dg], sequence embeddings [N, Ds], cold_start [N]) of `transactions`, in (time, tx_id) order."
     return _embed(self, _new_columns(self.state, self._checked(transactions)))
 
-def score(self: FraudModel, transactions, update_state: bool = False) -> pd.DataFrame:
-    "One row per transaction, in (time, tx_id) order: tx_id, score, alert, graph_share, seq_share, cold_start."
+def score_arrays(self: FraudModel, transactions, update_state: bool = False) -> dict:
+    "What `score` returns, as a dict of numpy arrays (no frame: the HTTP service answers from these)."
     cols = self._checked(transactions)
     new = _new_columns(self.state, cols)
     gnn, seq, cold = _embed(self, new)
@@ -329,8 +372,12 @@ def score(self: FraudModel, transactions, update_state: bool = False) -> pd.Data
     if update_state:      # codes of accounts seen so far stay; only unseen names must be added (same codes)
         fresh = (new['src'] >= self.state.n_accounts).any() or (new['dst'] >= self.state.n_accounts).any()
         append_rows(self.state, _new_columns(self.state, cols, add=True) if fresh else new)
-    return pd.DataFrame(dict(tx_id=cols['tx_id'], score=prob, alert=prob >= self.threshold,
-                             graph_share=weights[:, 0], seq_share=weights[:, 1], cold_start=cold))
+    return dict(tx_id=cols['tx_id'], score=prob, alert=prob >= self.threshold, graph_share=weights[:, 0],
+                seq_share=weights[:, 1], cold_start=cold)
+
+def score(self: FraudModel, transactions, update_state: bool = False) -> pd.DataFrame:
+    "One row per transaction, in (time, tx_id) order: tx_id, score, alert, graph_share, seq_share, cold_start."
+    return pd.DataFrame(score_arrays(self, transactions, update_state))
 
 def refresh(self: FraudModel) -> FraudModel:
     "Re-run the graph encoder over every transaction seen so far: new node states for every account."
@@ -342,7 +389,8 @@ def save_state_of(self: FraudModel, path=None) -> Path:
     "Write the scoring state atomically (default: the bundle's `state.npz`, which `load_model` reads)."
     return save_state(self.state, path or self.bundle.path / 'state.npz')
 
-FraudModel.embed, FraudModel.score, FraudModel.refresh, FraudModel.save_state = embed, score, refresh, save_state_of
+FraudModel.embed, FraudModel.score, FraudModel.score_arrays = embed, score, score_arrays
+FraudModel.refresh, FraudModel.save_state = refresh, save_state_of
 
 # %% ../nbs/14a_score.ipynb #b14a0016
 def load_model(run_dir, state_path=None) -> FraudModel:

@@ -152,16 +152,20 @@ class StateJournal:
     def pointer(self) -> dict | None:
         return json.loads(self.pointer_path.read_text()) if self.pointer_path.exists() else None
 
-    def append(self, seq: int, rows: list[dict]):
-        "Write batch `seq` as one line and make it durable before returning."
+    def append(self, seq: int, rows: list[dict], sync: bool = True):
+        "Write batch `seq` as one line; durable before returning unless `sync=False` (then `sync()` makes it so)."
         line = json.dumps({'seq': seq, 'rows': rows}, separators=(',', ':'))
         size = os.fstat(self.log_fd).st_size
         try:
             os.write(self.log_fd, line.encode() + b'\n')
-            if self.fsync: os.fdatasync(self.log_fd)
+            if sync: self.sync()
         except OSError:
             os.ftruncate(self.log_fd, size)          # no half line before the next one
             raise
+
+    def sync(self):
+        "Make every line written so far durable (one fdatasync covers them all); nothing to do without `fsync`."
+        if self.fsync: os.fdatasync(self.log_fd)
 
     def snapshot(self, state: ScoringState, seq: int, handed_back: bool = False):
         "Save `state` as of batch `seq`, make it current, empty the log and drop older snapshots."
@@ -211,13 +215,13 @@ def restore_state(journal: StateJournal, run_dir) -> tuple[FraudModel, int]:
     return model, max([pointer['seq']] + [r['seq'] for r in records])
 
 # %% ../nbs/14b_serve.ipynb #91bcb01a
-def _answers(scores: pd.DataFrame) -> list[dict]:
-    "Scores as JSON-ready dicts (Python floats and bools; NaN as None)."
-    columns = list(scores.columns)
+def _answers(scores) -> list[dict]:
+    "Scores (a frame, or `score_arrays`' dict of arrays) as JSON-ready dicts (Python floats and bools; NaN as None)."
+    columns = list(scores)
     values = [[None if isinstance(v, float) and v != v else v for v in scores[c].tolist()] for c in columns]
     return [dict(zip(columns, row)) for row in zip(*values)]
 
-def _per_request(scores: pd.DataFrame, requests: list[list[dict]]) -> list[list[dict]]:
+def _per_request(scores, requests: list[list[dict]]) -> list[list[dict]]:
     "Split one call's scores (sorted by time) into each request's answers, in the order the request listed them."
     by_id = {answer['tx_id']: answer for answer in _answers(scores)}      # built once per model call
     return [[by_id[r['tx_id']] for r in req] for req in requests]
@@ -233,17 +237,24 @@ class Scorekeeper:
         self.lock, self.since_snapshot, self.broken = threading.RLock(), 0, None
         self.counts = dict(requests=0, transactions=0, refused=0, model_calls=0)
 
-    def score(self, requests: list[list[dict]]) -> list:
-        "Each request's answers (JSON-ready dicts, in its order), or the `RequestError` that refused it."
+    def score(self, requests: list[list[dict]], sync: bool = True) -> list:
+        "Each request's answers (JSON-ready dicts, in its order), or the `RequestError` that refused it; `sync=False`: call `sync()` before answering."
         with self.lock:
             if len(requests) > 1:
-                try: return self._count(_per_request(self._apply([r for req in requests for r in req]), requests))
+                try: return self._count(_per_request(self._apply([r for req in requests for r in req], sync), requests))
                 except RequestError as e:
                     if e.status != 409: raise        # 503: nothing else can be scored either
-            return self._count([self._attempt(req) for req in requests])
+            return self._count([self._attempt(req, sync) for req in requests])
 
-    def _attempt(self, records: list[dict]):
-        try: return _per_request(self._apply(records), [records])[0]
+    def sync(self):
+        "Make every logged batch durable; if the disk refuses, the service is broken from now on (503)."
+        try: self.journal.sync()
+        except OSError as e:
+            self.broken = f'{type(e).__name__}: {e}'
+            raise RequestError(503, f'the service cannot write its log ({self.broken}); restart it') from None
+
+    def _attempt(self, records: list[dict], sync: bool):
+        try: return _per_request(self._apply(records, sync), [records])[0]
         except RequestError as e: return e
 
     def _count(self, results: list) -> list:
@@ -251,12 +262,13 @@ class Scorekeeper:
         self.counts['requests'] += len(results) - refused; self.counts['refused'] += refused
         return results
 
-    def _apply(self, records: list[dict]) -> pd.DataFrame:
-        "One step: score with update_state=True (validated first; refused: nothing changes), log it durably."
+    def _apply(self, records: list[dict], sync: bool = True) -> dict:
+        "One step: score with update_state=True (validated first; refused: nothing changes), log it (durably with `sync`)."
         if self.broken: raise RequestError(503, f'the service cannot write its log ({self.broken}); restart it')
-        try: scores = self.model.score(transactions_frame(records, self.features), update_state=True)
+        data = records if len(records) <= self.model.fast_rows else transactions_frame(records, self.features)
+        try: scores = self.model.score_arrays(data, update_state=True)          # small requests: no pandas at all
         except ScoringInputError as e: raise RequestError(409, f'refused by the scoring state: {e}') from None
-        try: self.journal.append(self.seq + 1, records)
+        try: self.journal.append(self.seq + 1, records, sync=sync)
         except OSError as e:
             self.broken = f'{type(e).__name__}: {e}'
             raise RequestError(503, f'the service cannot write its log ({self.broken}); restart it') from None
@@ -284,14 +296,17 @@ Scorekeeper.snapshot, Scorekeeper.close = _snapshot, _close
 
 # %% ../nbs/14b_serve.ipynb #999dda83
 class MicroBatcher:
-    "Gathers queued requests and scores them in one call of the writer thread, in arrival order."
+    "Scores queued requests together on the event loop; answers each once its batch's log line is on disk."
     def __init__(self, keeper: Scorekeeper, config: ServeConfig):
         self.keeper, self.config = keeper, config
-        self.writer = ThreadPoolExecutor(1, thread_name_prefix='fusion-nb-writer')
-        self.queue, self.task = None, None
+        self.syncer = ThreadPoolExecutor(1, thread_name_prefix='fusion-nb-fsync')
+        self.queue = self.task = self.sync_task = self.dirty = self.flushing = None
+        self.unsynced = []          # (batch, results) scored and logged, waiting for the next fdatasync
 
     def start(self):
-        self.queue = asyncio.Queue(); self.task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self.queue, self.dirty, self.flushing = asyncio.Queue(), asyncio.Event(), asyncio.Lock()
+        self.task, self.sync_task = loop.create_task(self._run()), loop.create_task(self._sync_loop())
 
     async def submit(self, records: list[dict]) -> list[dict]:
         "Queue one request; its answers, or raise its RequestError."
@@ -300,36 +315,64 @@ class MicroBatcher:
         return await done
 
     async def stop(self):
+        "Stop taking requests, answer those waiting for the disk, then close the writer (state handed back)."
         self.task.cancel()
-        try: await self.task
-        except asyncio.CancelledError: pass
-        await asyncio.get_running_loop().run_in_executor(self.writer, self.keeper.close)
-        self.writer.shutdown()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self._flush()                     # waits for a flush in progress, then syncs what is left
+        self.sync_task.cancel()                 # now idle: waiting for work that will not come
+        await asyncio.gather(self.sync_task, return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(self.syncer, self.keeper.close)
+        self.syncer.shutdown()
 
-    async def _gather(self) -> list[tuple]:
-        "The first queued request, then those that join it (waiting up to `batch_wait_ms`), up to `max_batch_rows`."
-        batch = [await self.queue.get()]
-        rows, loop = len(batch[0][0]), asyncio.get_running_loop()
-        deadline = loop.time() + self.config.batch_wait_ms / 1000
-        while rows < self.config.max_batch_rows:
-            if not self.queue.empty(): item = self.queue.get_nowait()
-            elif (left := deadline - loop.time()) > 0:
-                try: item = await asyncio.wait_for(self.queue.get(), left)
-                except asyncio.TimeoutError: break
-            else: break
-            batch.append(item); rows += len(item[0])
-        return batch
 
-    async def _run(self):
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._gather()
-            try: results = await loop.run_in_executor(self.writer, self.keeper.score, [records for records, _ in batch])
-            except Exception as e: results = [e] * len(batch)
-            for (_, done), result in zip(batch, results):
-                if done.done(): continue                # the client went away; its rows were scored all the same
-                if isinstance(result, Exception): done.set_exception(result)
-                else: done.set_result(result)
+async def _gather(self: MicroBatcher) -> list[tuple]:
+    "The first queued request, then those that join it (waiting up to `batch_wait_ms`), up to `max_batch_rows`."
+    batch = [await self.queue.get()]
+    rows, loop = len(batch[0][0]), asyncio.get_running_loop()
+    deadline = loop.time() + self.config.batch_wait_ms / 1000
+    while rows < self.config.max_batch_rows:
+        if not self.queue.empty(): item = self.queue.get_nowait()
+        elif (left := deadline - loop.time()) > 0:
+            try: item = await asyncio.wait_for(self.queue.get(), left)
+            except asyncio.TimeoutError: break
+        else: break
+        batch.append(item); rows += len(item[0])
+    return batch
+
+async def _run(self: MicroBatcher):
+    "Score each gathered batch in the loop's thread; answer at once, or after the next fdatasync of the log."
+    while True:
+        batch = await self._gather()
+        try: results = self.keeper.score([records for records, _ in batch], sync=False)
+        except Exception as e: results = [e] * len(batch)
+        if self.keeper.journal.fsync and not all(isinstance(r, Exception) for r in results):
+            self.unsynced.append((batch, results)); self.dirty.set()
+        else: _release(batch, results)
+
+async def _sync_loop(self: MicroBatcher):
+    while True:
+        await self.dirty.wait()
+        await self._flush()
+
+async def _flush(self: MicroBatcher):
+    "One fdatasync (in the syncer thread) for every batch logged so far, then their answers (503 if it failed)."
+    async with self.flushing:
+        self.dirty.clear()
+        waiting, self.unsynced = self.unsynced, []
+        if not waiting: return
+        try: await asyncio.get_running_loop().run_in_executor(self.syncer, self.keeper.sync); failed = None
+        except RequestError as e: failed = e
+        for batch, results in waiting:
+            _release(batch, [r if failed is None or isinstance(r, Exception) else failed for r in results])
+
+def _release(batch: list[tuple], results: list):
+    "Answer each request of `batch` (a client that went away is skipped: its rows were scored all the same)."
+    for (_, done), result in zip(batch, results):
+        if done.done(): continue
+        if isinstance(result, Exception): done.set_exception(result)
+        else: done.set_result(result)
+
+MicroBatcher._gather, MicroBatcher._run, MicroBatcher._sync_loop, MicroBatcher._flush = _gather, _run, _sync_loop, _flush
 
 # %% ../nbs/14b_serve.ipynb #45269afe
 async def _read_body(request: Request, config: ServeConfig) -> bytes:
