@@ -61,9 +61,12 @@ def stop_service(proc):
     except subprocess.TimeoutExpired: proc.kill()
 
 
+KEEP_ALIVE_S = 4.0      # uvicorn closes a keep-alive connection idle for 5 s; a pooled one idle this long is replaced
+
+
 class Connection:
     "One keep-alive HTTP/1.1 connection that sends a POST and reads the answer (status, body)."
-    def __init__(self, reader, writer): self.reader, self.writer = reader, writer
+    def __init__(self, reader, writer): self.reader, self.writer, self.used = reader, writer, time.monotonic()
 
     @classmethod
     async def open(cls, port: int):
@@ -82,7 +85,11 @@ class Connection:
         head = await self.reader.readuntil(b'\r\n\r\n')
         status = int(head[9:12])
         length = next(int(line.split(b':')[1]) for line in head.split(b'\r\n') if line.lower().startswith(b'content-length'))
-        return status, await self.reader.readexactly(length)
+        body = await self.reader.readexactly(length)
+        self.used = time.monotonic()
+        return status, body
+
+    def stale(self) -> bool: return time.monotonic() - self.used > KEEP_ALIVE_S
 
     def close(self): self.writer.close()
 
@@ -98,6 +105,7 @@ async def open_loop(port: int, bodies: list[bytes], rate: float, max_outstanding
 
     async def one(body, due):
         nonlocal outstanding
+        while idle and idle[-1].stale(): idle.pop().close()      # the server may have closed it: never send on it
         conn = idle.pop() if idle else await Connection.open(port)
         status, _ = await conn.post('/score', body)
         latencies.append(clock() - due); statuses[status] = statuses.get(status, 0) + 1

@@ -6,8 +6,7 @@ Docs: https://fusion-nb.github.io/fusion_nb/serve.html.md"""
 
 # %% ../nbs/14b_serve.ipynb #624cfaf2
 from __future__ import annotations
-import asyncio, fcntl, json, os, socket, threading, time
-from concurrent.futures import ThreadPoolExecutor
+import asyncio, fcntl, gc, json, os, socket, threading, time
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -237,24 +236,17 @@ class Scorekeeper:
         self.lock, self.since_snapshot, self.broken = threading.RLock(), 0, None
         self.counts = dict(requests=0, transactions=0, refused=0, model_calls=0)
 
-    def score(self, requests: list[list[dict]], sync: bool = True) -> list:
-        "Each request's answers (JSON-ready dicts, in its order), or the `RequestError` that refused it; `sync=False`: call `sync()` before answering."
+    def score(self, requests: list[list[dict]]) -> list:
+        "Each request's answers (JSON-ready dicts, in its order), or the `RequestError` that refused it."
         with self.lock:
             if len(requests) > 1:
-                try: return self._count(_per_request(self._apply([r for req in requests for r in req], sync), requests))
+                try: return self._count(_per_request(self._apply([r for req in requests for r in req]), requests))
                 except RequestError as e:
                     if e.status != 409: raise        # 503: nothing else can be scored either
-            return self._count([self._attempt(req, sync) for req in requests])
+            return self._count([self._attempt(req) for req in requests])
 
-    def sync(self):
-        "Make every logged batch durable; if the disk refuses, the service is broken from now on (503)."
-        try: self.journal.sync()
-        except OSError as e:
-            self.broken = f'{type(e).__name__}: {e}'
-            raise RequestError(503, f'the service cannot write its log ({self.broken}); restart it') from None
-
-    def _attempt(self, records: list[dict], sync: bool):
-        try: return _per_request(self._apply(records, sync), [records])[0]
+    def _attempt(self, records: list[dict]):
+        try: return _per_request(self._apply(records), [records])[0]
         except RequestError as e: return e
 
     def _count(self, results: list) -> list:
@@ -262,13 +254,13 @@ class Scorekeeper:
         self.counts['requests'] += len(results) - refused; self.counts['refused'] += refused
         return results
 
-    def _apply(self, records: list[dict], sync: bool = True) -> dict:
-        "One step: score with update_state=True (validated first; refused: nothing changes), log it (durably with `sync`)."
+    def _apply(self, records: list[dict]) -> dict:
+        "One step: score with update_state=True (validated first; refused: nothing changes), log it durably."
         if self.broken: raise RequestError(503, f'the service cannot write its log ({self.broken}); restart it')
         data = records if len(records) <= self.model.fast_rows else transactions_frame(records, self.features)
         try: scores = self.model.score_arrays(data, update_state=True)          # small requests: no pandas at all
         except ScoringInputError as e: raise RequestError(409, f'refused by the scoring state: {e}') from None
-        try: self.journal.append(self.seq + 1, records, sync=sync)
+        try: self.journal.append(self.seq + 1, records)
         except OSError as e:
             self.broken = f'{type(e).__name__}: {e}'
             raise RequestError(503, f'the service cannot write its log ({self.broken}); restart it') from None
@@ -296,17 +288,13 @@ Scorekeeper.snapshot, Scorekeeper.close = _snapshot, _close
 
 # %% ../nbs/14b_serve.ipynb #999dda83
 class MicroBatcher:
-    "Scores queued requests together on the event loop; answers each once its batch's log line is on disk."
+    "Gathers queued requests and scores them in one call on the event loop's thread, in arrival order."
     def __init__(self, keeper: Scorekeeper, config: ServeConfig):
         self.keeper, self.config = keeper, config
-        self.syncer = ThreadPoolExecutor(1, thread_name_prefix='fusion-nb-fsync')
-        self.queue = self.task = self.sync_task = self.dirty = self.flushing = None
-        self.unsynced = []          # (batch, results) scored and logged, waiting for the next fdatasync
+        self.queue, self.task = None, None
 
     def start(self):
-        loop = asyncio.get_running_loop()
-        self.queue, self.dirty, self.flushing = asyncio.Queue(), asyncio.Event(), asyncio.Lock()
-        self.task, self.sync_task = loop.create_task(self._run()), loop.create_task(self._sync_loop())
+        self.queue = asyncio.Queue(); self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def submit(self, records: list[dict]) -> list[dict]:
         "Queue one request; its answers, or raise its RequestError."
@@ -315,64 +303,34 @@ class MicroBatcher:
         return await done
 
     async def stop(self):
-        "Stop taking requests, answer those waiting for the disk, then close the writer (state handed back)."
+        "Stop taking requests (a batch is scored whole: no await inside it), then close the writer (state handed back)."
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
-        await self._flush()                     # waits for a flush in progress, then syncs what is left
-        self.sync_task.cancel()                 # now idle: waiting for work that will not come
-        await asyncio.gather(self.sync_task, return_exceptions=True)
-        await asyncio.get_running_loop().run_in_executor(self.syncer, self.keeper.close)
-        self.syncer.shutdown()
+        self.keeper.close()
 
+    async def _gather(self) -> list[tuple]:
+        "The first queued request, then those that join it (waiting up to `batch_wait_ms`), up to `max_batch_rows`."
+        batch = [await self.queue.get()]
+        rows, loop = len(batch[0][0]), asyncio.get_running_loop()
+        deadline = loop.time() + self.config.batch_wait_ms / 1000
+        while rows < self.config.max_batch_rows:
+            if not self.queue.empty(): item = self.queue.get_nowait()
+            elif (left := deadline - loop.time()) > 0:
+                try: item = await asyncio.wait_for(self.queue.get(), left)
+                except asyncio.TimeoutError: break
+            else: break
+            batch.append(item); rows += len(item[0])
+        return batch
 
-async def _gather(self: MicroBatcher) -> list[tuple]:
-    "The first queued request, then those that join it (waiting up to `batch_wait_ms`), up to `max_batch_rows`."
-    batch = [await self.queue.get()]
-    rows, loop = len(batch[0][0]), asyncio.get_running_loop()
-    deadline = loop.time() + self.config.batch_wait_ms / 1000
-    while rows < self.config.max_batch_rows:
-        if not self.queue.empty(): item = self.queue.get_nowait()
-        elif (left := deadline - loop.time()) > 0:
-            try: item = await asyncio.wait_for(self.queue.get(), left)
-            except asyncio.TimeoutError: break
-        else: break
-        batch.append(item); rows += len(item[0])
-    return batch
-
-async def _run(self: MicroBatcher):
-    "Score each gathered batch in the loop's thread; answer at once, or after the next fdatasync of the log."
-    while True:
-        batch = await self._gather()
-        try: results = self.keeper.score([records for records, _ in batch], sync=False)
-        except Exception as e: results = [e] * len(batch)
-        if self.keeper.journal.fsync and not all(isinstance(r, Exception) for r in results):
-            self.unsynced.append((batch, results)); self.dirty.set()
-        else: _release(batch, results)
-
-async def _sync_loop(self: MicroBatcher):
-    while True:
-        await self.dirty.wait()
-        await self._flush()
-
-async def _flush(self: MicroBatcher):
-    "One fdatasync (in the syncer thread) for every batch logged so far, then their answers (503 if it failed)."
-    async with self.flushing:
-        self.dirty.clear()
-        waiting, self.unsynced = self.unsynced, []
-        if not waiting: return
-        try: await asyncio.get_running_loop().run_in_executor(self.syncer, self.keeper.sync); failed = None
-        except RequestError as e: failed = e
-        for batch, results in waiting:
-            _release(batch, [r if failed is None or isinstance(r, Exception) else failed for r in results])
-
-def _release(batch: list[tuple], results: list):
-    "Answer each request of `batch` (a client that went away is skipped: its rows were scored all the same)."
-    for (_, done), result in zip(batch, results):
-        if done.done(): continue
-        if isinstance(result, Exception): done.set_exception(result)
-        else: done.set_result(result)
-
-MicroBatcher._gather, MicroBatcher._run, MicroBatcher._sync_loop, MicroBatcher._flush = _gather, _run, _sync_loop, _flush
+    async def _run(self):
+        while True:
+            batch = await self._gather()
+            try: results = self.keeper.score([records for records, _ in batch])     # in this thread: no hand-off
+            except Exception as e: results = [e] * len(batch)
+            for (_, done), result in zip(batch, results):
+                if done.done(): continue                # the client went away; its rows were scored all the same
+                if isinstance(result, Exception): done.set_exception(result)
+                else: done.set_result(result)
 
 # %% ../nbs/14b_serve.ipynb #45269afe
 async def _read_body(request: Request, config: ServeConfig) -> bytes:
@@ -433,6 +391,7 @@ def serve(run_dir,                     # a run folder with a model bundle (RUN_D
     config = config or ServeConfig()
     with torch_threads(config.threads):
         app = scoring_app(run_dir, state_dir, config)
+        gc.collect(); gc.freeze()       # the loaded model and state are permanent: no collection walks them again
         print(f'fusion-nb serve: scoring with {run_dir} on http://{host}:{port} (POST /score, GET /health); '
               'Ctrl-C stops', flush=True)
         _server(app, host=host, port=port).run()
