@@ -241,6 +241,7 @@ class GraphInputs:
     edge_attr: torch.Tensor | None = None    # [E, F] features of those edges (None: the graph has none)
     edge_time: torch.Tensor | None = None    # [E] float64 time of those edges (account graphs)
     ego: torch.Tensor | None = None          # [n] bool: endpoints of the transactions being scored (sampled batches only)
+    derived: dict = field(default_factory=dict, repr=False)   # per-graph constants an encoder derives once and reuses
 
 def node_edge_means(data: Data) -> tuple[torch.Tensor, torch.Tensor] | None:
     "(mean features of the edges arriving at each node, of the edges leaving it), or None for a graph without edge features."

@@ -10,7 +10,8 @@ Docs: https://fusion-nb.github.io/fusion_nb/multignn.html.md"""
 
 # %% ../nbs/03b_multignn.ipynb #mg001
 from __future__ import annotations
-import warnings
+import math, warnings
+from dataclasses import dataclass
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 with warnings.catch_warnings():   # torch_geometric imports tqdm.auto, which warns in a kernel without ipywidgets
@@ -133,14 +134,18 @@ def _fit_degrees(self, edge_index: torch.Tensor, n: int):
         if self.rev_convs is not None: _fit_degree_scalers(self.rev_convs[i], edge_index[0], n)
     self.degrees_fitted.fill_(True)
 
-def _forward(self, g: GraphInputs) -> torch.Tensor:
-    "Node states [n, hidden] of graph `g` (its `edge_index`, `edge_attr` and, in sampled batches, `ego`)."
-    if g.edge_index is None: raise ValueError('MultiGNNEncoder needs GraphInputs.edge_index (build inputs with graph_inputs or subgraph_inputs).')
-    x, ei = g.x, g.edge_index
-    self._fit_degrees(ei, x.shape[0])
-    if self.options['ego']:
-        ego = g.ego if g.ego is not None else torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        x = torch.cat([x, ego[:, None].float()], 1)
+def _node_inputs(self, g: GraphInputs) -> torch.Tensor:
+    "Node features of `g` (plus the ego column if asked for); fits PNA's degree scalers on the first training graph."
+    if g.edge_index is None:
+        raise ValueError('MultiGNNEncoder needs GraphInputs.edge_index (build inputs with graph_inputs or subgraph_inputs).')
+    self._fit_degrees(g.edge_index, g.x.shape[0])
+    if not self.options['ego']: return g.x
+    ego = g.ego if g.ego is not None else torch.zeros(g.x.shape[0], dtype=torch.bool, device=g.x.device)
+    return torch.cat([g.x, ego[:, None].float()], 1)
+
+def _pyg_forward(self, g: GraphInputs) -> torch.Tensor:
+    "Node states [n, hidden] of graph `g` (`edge_index`, `edge_attr` and, in sampled batches, `ego`) with PyG's convolutions."
+    x, ei = self._node_inputs(g), g.edge_index
     h, e = self.node_in(x), self.edge_in(self.edge_inputs(g))
     for i in range(self.config.layers):
         m = self.convs[i](h, ei, e)
@@ -149,8 +154,130 @@ def _forward(self, g: GraphInputs) -> torch.Tensor:
         if self.edge_mlps is not None: e = e + self.edge_mlps[i](torch.cat([h[ei[0]], h[ei[1]], e], 1)) / 2
     return h
 
-MultiGNNEncoder._fit_degrees, MultiGNNEncoder.forward = _fit_degrees, _forward
+MultiGNNEncoder._fit_degrees, MultiGNNEncoder._node_inputs = _fit_degrees, _node_inputs
+MultiGNNEncoder.forward = _pyg_forward
 GNN_ARCHITECTURES['multignn'] = MultiGNNEncoder
+
+# %% ../nbs/03b_multignn.ipynb #mgc02
+@dataclass
+class _EdgeEnd:
+    "One end of every edge (senders or receivers): each edge's node there, and the incidence that sums edge rows into nodes."
+    index: torch.Tensor       # [E] long: the node at this end of each edge
+    incidence: torch.Tensor   # [n, E] sparse CSR of ones: row i selects the edges at node i, in edge order
+    degree: torch.Tensor      # [n] float: the number of edges at each node
+
+def _edge_end(index: torch.Tensor, n: int, dtype=torch.float32) -> _EdgeEnd:
+    "The `_EdgeEnd` of the nodes `index` [E] in a graph of `n` nodes."
+    count = torch.bincount(index, minlength=n)
+    crow = torch.cat([count.new_zeros(1), count.cumsum(0)])
+    ones = torch.ones(len(index), dtype=dtype, device=index.device)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)   # "sparse CSR support is in beta"
+        incidence = torch.sparse_csr_tensor(crow, torch.argsort(index, stable=True), ones, size=(n, len(index)))
+    return _EdgeEnd(index, incidence, count.to(dtype))
+
+class _EdgeRows(torch.autograd.Function):
+    "Node rows gathered to the edges at `end` ([n, H] -> [E, H]); the gradient is summed back into the nodes."
+    @staticmethod
+    def forward(ctx, h, end): ctx.end = end; return h.index_select(0, end.index)
+    @staticmethod
+    def backward(ctx, grad): return ctx.end.incidence @ grad.contiguous(), None
+
+class _NodeSum(torch.autograd.Function):
+    "Edge rows summed into their node at `end` ([E, H] -> [n, H]); the gradient is gathered back to the edges."
+    @staticmethod
+    def forward(ctx, x, end): ctx.end = end; return end.incidence @ x.contiguous()
+    @staticmethod
+    def backward(ctx, grad): return grad.index_select(0, ctx.end.index), None
+
+_edge_rows, _node_sum = _EdgeRows.apply, _NodeSum.apply
+
+# %% ../nbs/03b_multignn.ipynb #mgc07
+class _NodeMoments(torch.autograd.Function):
+    "(sum, sum of squares) of the edge rows at each node of `end`."
+    @staticmethod
+    def forward(ctx, x, end):
+        ctx.end = end; ctx.save_for_backward(x)
+        return end.incidence @ x, end.incidence @ (x * x)
+    @staticmethod
+    def backward(ctx, g_sum, g_squares):
+        (x,), index = ctx.saved_tensors, ctx.end.index
+        return torch.addcmul(g_sum.index_select(0, index), x, (2 * g_squares).index_select(0, index)), None
+
+class _NodeExtreme(torch.autograd.Function):
+    "Featurewise min or max (`reduce`: 'amin', 'amax') of the edge rows at each node of `end`, 0 where none; ties share the gradient."
+    @staticmethod
+    def forward(ctx, x, end, reduce):
+        out = torch.sparse.mm(end.incidence, x.contiguous(), reduce)
+        ctx.end = end; ctx.save_for_backward(x, out)
+        return out
+    @staticmethod
+    def backward(ctx, grad):
+        (x, out), end = ctx.saved_tensors, ctx.end
+        hit = x == out.index_select(0, end.index)                                          # the edges at the extreme
+        if int(hit.count_nonzero()) > int((end.degree > 0).count_nonzero()) * x.shape[1]:     # a tie somewhere
+            grad = grad / (end.incidence @ hit.to(x.dtype)).clamp(min=1)
+        return grad.index_select(0, end.index).mul_(hit), None, None
+
+_node_moments, _node_extreme = _NodeMoments.apply, _NodeExtreme.apply
+
+# %% ../nbs/03b_multignn.ipynb #mgc12
+def _gine_conv(conv: GINEConv, h: torch.Tensor, e: torch.Tensor, source: _EdgeEnd, target: _EdgeEnd) -> torch.Tensor:
+    "`conv(h, [source, target], e)`: an MLP of (1 + eps) h plus the sum of relu(h[source] + e) over each node's edges."
+    return conv.nn(_node_sum(_edge_rows(h, source).add_(e).relu_(), target) + (1 + conv.eps) * h)
+
+def _pna_conv(conv: PNAConv, h: torch.Tensor, e: torch.Tensor, source: _EdgeEnd, target: _EdgeEnd) -> torch.Tensor:
+    "`conv(h, [source, target], e)` without [E, 3H] messages: mean, min, max, std of a node's messages, degree-scaled."
+    H, pre, scalers = h.shape[1], conv.pre_nns[0][0], conv.aggr_module
+    w_target, w_source, w_edge = pre.weight.split(H, 1)
+    own = (h @ w_target.T) * (target.degree > 0)[:, None]               # the receiver's part; 0 where nothing arrives
+    rest = torch.addmm(w_edge @ conv.edge_encoder.bias + pre.bias, e, (w_edge @ conv.edge_encoder.weight).T)
+    rest = rest.add_(_edge_rows(h @ w_source.T, source))
+    count, (total, squares) = target.degree.clamp(min=1)[:, None], _node_moments(rest, target)
+    mean = total / count
+    std = (squares / count - mean * mean).clamp(min=1e-5).sqrt()
+    std = std.masked_fill(std <= math.sqrt(1e-5), 0.0)
+    lowest, highest = _node_extreme(rest, target, 'amin'), _node_extreme(rest, target, 'amax')
+    out = torch.cat([own + mean, own + lowest, own + highest, std], 1)
+    amplification = torch.log(target.degree + 1)[:, None] / scalers.avg_deg_log
+    attenuation = scalers.avg_deg_log / torch.log(target.degree.clamp(min=1) + 1)[:, None]
+    return conv.lin(conv.post_nns[0](torch.cat([h, out, out * amplification, out * attenuation], 1)))
+
+def _edge_update(mlp: nn.Sequential, h: torch.Tensor, e: torch.Tensor, src: _EdgeEnd, dst: _EdgeEnd) -> torch.Tensor:
+    "`mlp(cat([h[src], h[dst], e]))` without concatenating: the first layer's sender and receiver weights act on nodes."
+    first, H = mlp[0], h.shape[1]
+    w_src, w_dst, w_edge = first.weight.split(H, 1)
+    z = torch.addmm(first.bias, e, w_edge.T).add_(_edge_rows(h @ w_src.T, src)).add_(_edge_rows(h @ w_dst.T, dst))
+    return mlp[2](z.relu_())
+
+# %% ../nbs/03b_multignn.ipynb #mgc14
+def _edge_constants(self, g: GraphInputs) -> tuple:
+    "(senders' and receivers' `_EdgeEnd`, raw edge inputs) of graph `g`: derived on the first pass, kept in `g.derived`."
+    key = ('multignn', self.options['ports'], self.options['time'])
+    if key not in g.derived:
+        n, dtype = g.x.shape[0], g.x.dtype
+        ends = tuple(_edge_end(g.edge_index[i], n, dtype) for i in (0, 1))
+        g.derived[key] = (*ends, self.edge_inputs(g).to(dtype))
+    return g.derived[key]
+
+def _cpu_forward(self, g: GraphInputs) -> torch.Tensor:
+    "`_pyg_forward` with this section's kernels, skipping the last layer's edge update (nothing reads it)."
+    x, (src, dst, raw) = self._node_inputs(g), _edge_constants(self, g)
+    conv, L = (_gine_conv if self.options['conv'] == 'gine' else _pna_conv), self.config.layers
+    h, e = self.node_in(x), self.edge_in(raw)
+    for i in range(L):
+        m = conv(self.convs[i], h, e, src, dst)
+        if self.rev_convs is not None: m = self.merge[i](torch.cat([m, conv(self.rev_convs[i], h, e, dst, src)], 1))
+        h = h + self.drop(F.relu(self.norms[i](m)))
+        if self.edge_mlps is not None and i < L - 1:
+            e = torch.add(e, _edge_update(self.edge_mlps[i], h, e, src, dst), alpha=0.5)   # e + update / 2
+    return h
+
+def _forward(self, g: GraphInputs) -> torch.Tensor:
+    "Node states [n, hidden] of graph `g`: on the CPU with this section's kernels, elsewhere with PyG's convolutions."
+    return (_cpu_forward if g.x.device.type == 'cpu' else _pyg_forward)(self, g)
+
+MultiGNNEncoder.forward = _forward      # `_pyg_forward` stays: other devices run it, the tests below compare with it
 
 # %% ../nbs/03b_multignn.ipynb #mg041
 def sampled_graph_embeddings(encoder: GNNEncoder, tx: Transactions, split, fanout: list[int], batch_size: int = 4096,
