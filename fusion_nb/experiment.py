@@ -500,12 +500,13 @@ def _give_back(run_dir: Path, ours: set, made: list[Path]):
         except OSError: break                                # not empty: another run or the view cache lives there
 
 # %% ../nbs/10_experiment.ipynb #2f3a37f4
-def _save_predictions(path, store: EmbeddingStore, scores: dict):
-    "Test-set ids, labels and every (model, seed)'s scores [n_models*n_seeds, n_test], for later plots and statistics (no pickle)."
+def _save_predictions(path, store: EmbeddingStore, scores: dict, typology: np.ndarray | None = None):
+    "Test ids, labels, each (model, seed)'s scores [n_models*n_seeds, n_test] and, if known, each row's typology; no pickle."
     ids, label = store.ids[store.split == 'test'], store.label[store.split == 'test']
     arrays = {'ids': ids, 'label': label, 'models': np.array([k for k, _ in scores], dtype=str),
               'seeds': np.array([seed for _, seed in scores], dtype=np.int64),
-              'scores': np.stack([s['p_test'].astype(np.float32) for s in scores.values()])}
+              'scores': np.stack([s['p_test'].astype(np.float32) for s in scores.values()]),
+              **({} if typology is None else {'typology': np.asarray(typology, dtype=str)})}   # for report.fusion_gap
     buf = io.BytesIO(); np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
 
@@ -630,7 +631,8 @@ def _run_experiment(config: ExperimentConfig, show: bool, progress: bool = True)
         # predictions, verdict, plots, summary.md and, last, results.json; if a step fails, the results are kept and the
         # error (RunNotFinished, and error.txt in the folder) names the `fusion-nb report RUN` command that finishes the run
         results, written = finish_run(run_dir, results, show=show, seed=config.seed, started=started,
-                                      save_predictions=lambda: _save_predictions(run_dir / 'predictions.npz', store, scores))
+                                      save_predictions=lambda: _save_predictions(run_dir / 'predictions.npz', store, scores,
+                                                                                  typology_of_test_rows(store, tx)))
         _write_model_bundle(run_dir, store, tx, results, progress)
         if tracker: tracker.done()
     n_plots = sum(Path(p).suffix == '.png' for p in written.values())

@@ -1,7 +1,7 @@
 """The run folder's tables, plots, `summary.md` and `results.json`, made from the results dictionary and the saved test scores, so a report can be re-rendered later from the files alone.
 `finish_run` ends a run without losing it: the predictions, the verdict, the plots (metrics, PR and ROC
-curves, training curves, confusion matrices, modality weights, alert budgets, the verdict), the schema-
-checked `results.json`, `results.csv` and `summary.md`, with an `error.txt` and a kept copy of the results
+curves, training curves, confusion matrices, modality weights, alert budgets, the verdict, and why fusion does
+not win when it does not), the schema-checked `results.json`, `results.csv` and `summary.md`, with an `error.txt` and a kept copy of the results
 if a step fails. `rerender_report` rebuilds or finishes a report from the files alone, and every user-
 supplied string is escaped.
 
@@ -19,17 +19,21 @@ import matplotlib.pyplot as plt
 from matplotlib.container import BarContainer
 from sklearn.metrics import precision_recall_curve, roc_curve, average_precision_score, roc_auc_score
 from .env import atomic_write_bytes, atomic_write_text
+from .simulator import TYPOLOGIES
+from .evaluate import NO_PATTERN
 from .schema import validate_results, load_results, clip_rounding, ResultsSchemaError, UNFINISHED
 from .stats import alert_budget_metrics, load_predictions, verdict, resampled_average_precision, validation_ap, OUTCOMES
 
 # %% auto #0
-__all__ = ['TABLE_METRICS', 'MODALITY_CAVEAT', 'SMOKE_BANNER', 'ALERT_BUDGETS', 'ERROR_FILE', 'AMLWORLD_ANCHORS', 'PLOTS',
-           'PREDICTION_PLOTS', 'results_table', 'plot_metric_comparison', 'plot_training_curves',
-           'plot_confusion_matrices', 'plot_modality_weights', 'plot_pr_curves', 'plot_roc_curves', 'report_verdict',
-           'plot_verdict', 'alert_budget_table', 'plot_alert_budget', 'to_jsonable', 'RunNotFinished', 'finish_command',
-           'save_unfinished', 'run_not_finished', 'save_figure', 'write_results', 'md_escape', 'md_code',
-           'write_summary', 'verdict_markdown', 'dataset_markdown', 'typology_table', 'amlworld_variant',
-           'anchor_table', 'render_report', 'finish_run', 'rerender_report']
+__all__ = ['TABLE_METRICS', 'MODALITY_CAVEAT', 'SMOKE_BANNER', 'ALERT_BUDGETS', 'ERROR_FILE', 'AMLWORLD_ANCHORS',
+           'OVERLAP_COLUMNS', 'CONCENTRATED', 'PLOTS', 'PREDICTION_PLOTS', 'results_table', 'plot_metric_comparison',
+           'plot_training_curves', 'plot_confusion_matrices', 'plot_modality_weights', 'plot_pr_curves',
+           'plot_roc_curves', 'report_verdict', 'plot_verdict', 'alert_budget_table', 'plot_alert_budget',
+           'to_jsonable', 'RunNotFinished', 'finish_command', 'save_unfinished', 'run_not_finished', 'save_figure',
+           'write_results', 'md_escape', 'md_code', 'write_summary', 'verdict_markdown', 'dataset_markdown',
+           'typology_table', 'amlworld_variant', 'anchor_table', 'typology_kind', 'seed_flags', 'flag_overlap',
+           'gap_recall_table', 'gap_diagnosis', 'fusion_gap', 'fusion_gap_markdown', 'plot_fusion_gap', 'render_report',
+           'finish_run', 'rerender_report']
 
 # %% ../nbs/09_report.ipynb #fcb11aca
 TABLE_METRICS = ('average_precision', 'roc_auc', 'f1', 'precision', 'recall', 'accuracy')
@@ -446,6 +450,7 @@ def _summary_text(results: dict, predictions: dict | None, verdict_result: dict 
         y = predictions['label']
         out.append(f'Test split: {len(y)} transactions, {int(y.sum())} fraud (rate {y.mean():.4f}; the AP of random scores).')
     out += ['', '## Verdict', ''] + _verdict_lines(results, verdict_result, plots)
+    out += _gap_section(results, predictions, verdict_result, plots)       # only when fusion does not beat the baseline
     metrics = pd.DataFrame({'model': table.index, 'views': table['views'].fillna(''), 'seeds': table['seeds'],
                             **{k: [_mean_pm_std(m, s, n) for m, s, n in zip(table[k], table[f'{k}_std'], table['seeds'])]
                                for k in ('average_precision', 'f1', 'roc_auc', 'precision', 'recall')},
@@ -461,7 +466,7 @@ def _summary_text(results: dict, predictions: dict | None, verdict_result: dict 
             for metric in ('precision', 'recall'):
                 wide[f'{metric} @ top {b * 100:g}%'] = [f'{v:.3f}' if np.isfinite(v) else 'n/a' for v in sub[metric].reindex(wide.model)]
         out += ['', '## At a fixed alert budget', '', 'Top share of test transactions by seed-averaged score flagged.', '', markdown_table(wide)]
-    others = [p for p in plots if Path(p).name != 'verdict.png']
+    others = [p for p in plots if Path(p).name not in ('verdict.png', 'fusion_gap.png')]   # shown in their sections
     if others: out += ['', '## Plots', ''] + [f'![{Path(p).stem}]({Path(p).name})' for p in others]
     return '\n'.join(out) + '\n'
 
@@ -558,10 +563,324 @@ def _extra_sections(results: dict) -> list[str]:
                 *[f'- Not comparable as run: {md_escape(c)}.' for c in anchors.attrs['caveats']], '', markdown_table(anchors)]
     return out
 
+# %% ../nbs/09_report.ipynb #h15gp02
+def typology_kind(name: str) -> str:
+    "'no pattern', 'sequence pattern' (one account's own behaviour) or 'graph pattern' (any other named pattern)."
+    if name == NO_PATTERN: return 'no pattern'
+    return 'sequence pattern' if TYPOLOGIES.get(name) == 'sequence' else 'graph pattern'
+
+# %% ../nbs/09_report.ipynb #h15gp05
+def _seed_thresholds(record: dict, seeds: list, key: str) -> np.ndarray:
+    "Each seed's validation-chosen threshold, in the order of `seeds` (the rows of the model's test scores)."
+    per_seed = [r for r in record.get('per_seed') or [] if r.get('threshold') is not None]
+    by_seed = {r.get('seed'): r['threshold'] for r in per_seed}
+    if len(by_seed) == len(per_seed) and all(s in by_seed for s in seeds):
+        return np.array([by_seed[s] for s in seeds], float)
+    if len(per_seed) == len(seeds): return np.array([r['threshold'] for r in per_seed], float)   # older scores: in order
+    if not per_seed and len(seeds) == 1 and record.get('threshold') is not None:
+        return np.array([record['threshold']], float)
+    raise ValueError(f'{key}: {len(seeds)} rows of test scores (seeds {seeds}) but thresholds for seeds '
+                     f'{list(by_seed)} in the results; predictions.npz and results.json must come from the same run')
+
+def seed_flags(results: dict, predictions: dict, key: str) -> np.ndarray:
+    "[n_seeds, n_test] booleans: the test rows each seed of model `key` flags, at that seed's validation threshold."
+    scores = _seed_scores(predictions, key)
+    seeds = list((predictions.get('seeds') or {}).get(key) or range(len(scores)))
+    return scores >= _seed_thresholds(results['models'][key], seeds, key)[:, None]
+
+# %% ../nbs/09_report.ipynb #h15gp10
+OVERLAP_COLUMNS = ('fraud rows', 'found by both', 'only by fusion', 'only by baseline', 'by neither')
+
+def flag_overlap(label, flags_fusion: np.ndarray, flags_baseline: np.ndarray, typology=None) -> pd.DataFrame:
+    "Test fraud rows found by both, only by one, by neither (mean over seed pairings); rows 'all', then each typology."
+    fraud = np.asarray(label) == 1
+    a = np.atleast_2d(flags_fusion).mean(0)[fraud]               # share of fusion's seeds that flag each fraud row
+    b = np.atleast_2d(flags_baseline).mean(0)[fraud]
+    parts = np.column_stack([np.ones_like(a), a * b, a * (1 - b), (1 - a) * b, (1 - a) * (1 - b)])
+    groups = {'all': np.ones(len(a), bool)}
+    if typology is not None:
+        names = np.asarray(typology).astype(str)[fraud]
+        groups |= {t: names == t for t in sorted(set(names), key=lambda t: (t == NO_PATTERN, t))}   # no pattern last
+    table = pd.DataFrame({g: parts[m].sum(0) for g, m in groups.items()}, index=OVERLAP_COLUMNS).T
+    return table.rename_axis('typology')
+
+# %% ../nbs/09_report.ipynb #h15gp14
+def _best_view(results: dict, views: str) -> str | None:
+    "The model trained on `views` alone with the highest validation AP (first on ties); None if the run has none."
+    scored = [(k, validation_ap(m)) for k, m in results['models'].items() if m.get('views') == views]
+    scored = [(k, ap) for k, ap in scored if ap is not None]
+    return max(scored, key=lambda kv: kv[1])[0] if scored else None
+
+def gap_recall_table(results: dict, fusion: str, baseline: str) -> pd.DataFrame:
+    "Recall (mean over seeds) of `fusion`, `baseline` and each view alone: all test fraud ('all'), then per typology."
+    models = results['models']
+    alone = (('graph view alone', 'gnn'), ('sequence view alone', 'seq'))
+    who = {'fusion': fusion, 'baseline': baseline, **{c: k for c, v in alone if (k := _best_view(results, v))}}
+    by_kind = {c: models[k].get('test_by_typology') or {} for c, k in who.items()}
+    kinds = list(dict.fromkeys(t for c in ('fusion', 'baseline') for t in by_kind[c]))
+    kinds = sorted(kinds, key=lambda t: t == NO_PATTERN)                           # fraud in no pattern last
+    rows = {'all': dict(kind='all fraud', n=models[fusion]['test'].get('n_fraud'),
+                        **{c: models[k]['test'].get('recall') for c, k in who.items()})}
+    for t in kinds:
+        rows[t] = dict(kind=typology_kind(t), n=max(by[t]['n_fraud'] for by in by_kind.values() if t in by),
+                       **{c: (by[t]['recall'] if t in by else None) for c, by in by_kind.items()})
+    table = pd.DataFrame.from_dict(rows, orient='index').rename(columns={'n': 'fraud rows'}).rename_axis('typology')
+    table[list(who)] = table[list(who)].apply(pd.to_numeric, errors='coerce').astype(float)
+    table.insert(4, 'fusion − baseline', table['fusion'] - table['baseline'])
+    table.attrs['models'] = who
+    return table
+
+# %% ../nbs/09_report.ipynb #h15gp18
+CONCENTRATED = 0.6   # share of the baseline's extra catch in one kind of fraud that makes that kind the bottleneck
+
+def _rows(x: float) -> str:
+    "A count of rows: whole when it is, else to one decimal (a mean over seed pairings)."
+    return f'{x:.0f}' if abs(x - round(x)) < 1e-9 else f'{x:.1f}'
+
+def _count(x: float, what: str) -> str:
+    "'1 fraud row', '2.5 fraud rows': a count of rows and what they are."
+    return f"{_rows(x)} {what}{'' if _rows(x) == '1' else 's'}"
+
+def _lacks(gap: dict) -> tuple[str, str]:
+    "What the baseline has that the fusion model lacks, from its views; and what would give it to fusion."
+    views, b = gap['baseline_views'] or '', gap['baseline']
+    features = 'tabular features (amounts, per-account history, graph-pattern counts)'
+    if views == 'tabular+both':
+        what = (f'{b} sees the same two embeddings plus {features}, so its edge is those features or trees over '
+                'the embeddings')
+    elif views.startswith('tabular'): what = f'{b} reads {features} that are not inputs of the fusion model'
+    else:
+        view = {'gnn': 'graph', 'seq': 'sequence'}.get(views, views or 'its')
+        return (f'{b} is the {view} view alone, so the fusion head loses some of what that view has when it mixes in '
+                f'the other', f'a head that can lean on the {view} view row by row, or encoders and head trained end to '
+                'end, would change it')
+    return what, 'fusing those features as a third view, or training encoders and head end to end, would change it'
+
+# %% ../nbs/09_report.ipynb #h15gp19
+def _precision_sentence(gap: dict, gaps: dict) -> str:
+    "Why fusion loses when most of its gap at the thresholds is precision: false alarms, and a view that has fewer."
+    f, b, precision, models = gap['fusion'], gap['baseline'], gap['precision'], gap['recall'].attrs['models']
+    out = [f"So most of the gap is precision ({precision['fusion']:.3f} against {precision['baseline']:.3f}, "
+           f"{gaps['precision']:.3f} apart beside {gaps['recall']:.3f} in recall): {f} lets more legitimate activity rank "
+           "near the fraud."]
+    cleaner = {c: p for c, p in precision.items() if c.endswith('alone') and p is not None and p > precision['fusion']}
+    if cleaner:
+        alone = max(cleaner, key=cleaner.get); view = alone.split()[0]
+        other = 'sequence' if view == 'graph' else 'graph'
+        out.append(f"The {view} view alone ({models[alone]}) has precision {cleaner[alone]:.3f}: mixing in the {other} "
+                   f"view adds false alarms, which a head that can lean on the {view} view row by row, or encoders and "
+                   "head trained end to end, would avoid.")
+    what, change = _lacks(gap)
+    return ' '.join(out + [f'{what}; {change}.'])
+
+def _not_worse_sentence(gap: dict) -> str:
+    "Why fusion loses when, at the thresholds, it catches as much fraud with no more false alarms."
+    alarms = gap['false_alarms']
+    return (f"With no more false alarms ({_rows(alarms[gap['fusion']])} against {_rows(alarms[gap['baseline']])}), it is "
+            "not worse at the operating point: the AP gap lies in the ranking at other recall levels (AP averages "
+            "precision over all of them), which the precision-recall curves show better than any count at one threshold.")
+
+def _view_change(gap: dict, view: str) -> str:
+    "What would help a view that misses the patterns it is meant to see."
+    change = ('a graph encoder that sees these patterns (a Multi-GNN preset as gnn_preset: reverse message passing, '
+              'ports, ego IDs)') if view == 'graph' else \
+             'a longer history (history_k) or another sequence encoder (seq_preset)'
+    if (gap['baseline_views'] or '').startswith('tabular'):
+        change += f" or the baseline's {'graph-pattern' if view == 'graph' else 'per-account'} features as a third view"
+    return change + ' would change it'
+
+def _view_sentence(gap: dict, kind: str, share: float, top: list, detail: str, extra: float) -> str:
+    "Why fusion loses when the baseline's extra catch is concentrated in graph or sequence patterns."
+    f, b, typed = gap['fusion'], gap['baseline'], gap['recall'].drop('all')
+    view = 'graph' if kind == 'graph pattern' else 'sequence'
+    lead = (f"{share:.0%} of the {_count(extra, 'fraud row')} {b} catches beyond {f} are in {kind}s ({detail}), which "
+            f"the {view} view is meant to see.")
+    alone = f'{view} view alone'
+    if alone not in typed or typed.loc[top, alone].isna().any():
+        return lead + (f' No {view}-only model in this run tells a weak view from a head that loses it (run with '
+                       'baselines=True).')
+    n, model = typed.loc[top, 'fraud rows'], gap['recall'].attrs['models'][alone]
+    r_view, r_base = (typed.loc[top, alone] * n).sum() / n.sum(), (typed.loc[top, 'baseline'] * n).sum() / n.sum()
+    if r_view < r_base:
+        return (lead + f" The {view} view alone ({model}) catches {r_view:.2f} of these typologies' fraud rows against "
+                f"{r_base:.2f} for {b}: the {view} view is the bottleneck; {_view_change(gap, view)}.")
+    return (lead + f" The {view} view alone ({model}) catches {r_view:.2f} of these typologies' fraud rows, as many as "
+            f"{b} ({r_base:.2f}): the patterns are in the embedding but the fusion head loses them; a head that can lean "
+            f"on the {view} view for these rows, or encoders and head trained end to end, would change it.")
+
+# %% ../nbs/09_report.ipynb #h15gp20
+def _where_sentence(gap: dict, extra: float, lacks: bool = True) -> str:
+    "Where the baseline's extra catch of `extra` fraud rows lies, by kind of typology, and what would change it."
+    f, b, typed = gap['fusion'], gap['baseline'], gap['recall'].drop('all')
+    what, change = _lacks(gap)
+    tail = f' {what}; {change}.' if lacks else ''
+    short = ((typed['baseline'] - typed['fusion']) * typed['fraud rows']).clip(lower=0).fillna(0)
+    if typed.empty or short.sum() <= 0:
+        return (f"This source names no typologies, so the {_count(extra, 'fraud row')} more {b} catches cannot be split "
+                "by pattern." + tail)
+    share = short.groupby(typed['kind']).sum() / short.sum()
+    kind, top = share.idxmax(), [t for t in short.sort_values(ascending=False).index if short[t] > 0]
+    of_kind = [t for t in top if typed.loc[t, 'kind'] == kind] if share[kind] >= CONCENTRATED else top
+    detail = '; '.join(f"{t}: recall {typed.loc[t, 'fusion']:.2f} vs {typed.loc[t, 'baseline']:.2f}"
+                       for t in of_kind[:3])
+    if share[kind] >= CONCENTRATED and kind != 'no pattern':
+        return _view_sentence(gap, kind, share[kind], of_kind, detail, extra)
+    if share[kind] >= CONCENTRATED:
+        return (f"{share[kind]:.0%} of the {_count(extra, 'fraud row')} {b} catches beyond {f} are fraud in no pattern "
+                f"({detail}), which neither encoder is built to see." + (tail and f"{tail[:-1]} (a stronger graph encoder "
+                "would not)."))
+    spread = ', '.join(f'{k} {v:.0%}' for k, v in share.sort_values(ascending=False).items())
+    return (f"The {_count(extra, 'fraud row')} {b} catches beyond {f} are spread over kinds of fraud ({spread}; "
+            f"largest: {detail}), so no one view is the bottleneck." + tail)
+
+def _complement_sentence(gap: dict, caught: float) -> str:
+    "What fusion finds that the baseline misses: a reason to combine them, or not."
+    f, b, only = gap['fusion'], gap['baseline'], gap['overlap'].loc['all', 'only by fusion']
+    if only >= 1 and only >= 0.1 * caught:
+        return (f"{f} alone finds {_count(only, 'fraud row')} {b} misses ({only / caught:.0%} of its catch), so the two "
+                f"find partly different fraud: stacking them (fusion's score as an input of {b}) could beat both.")
+    found = 'no fraud rows' if only == 0 else 'only ' + _count(only, 'fraud row')
+    return f"{f} finds {found} {b} misses, so adding it to {b} would add little."
+
+def _threshold_gaps(gap: dict) -> dict:
+    "Baseline minus fusion in recall and in precision at the thresholds (mean over seeds; 0 where undefined)."
+    recall, precision = gap['recall'].loc['all'], gap['precision']
+    diff = lambda b, f: 0.0 if b is None or f is None or not (np.isfinite(b) and np.isfinite(f)) else float(b - f)
+    return dict(recall=diff(recall['baseline'], recall['fusion']),
+                precision=diff(precision.get('baseline'), precision.get('fusion')))
+
+def gap_diagnosis(gap: dict) -> str:
+    "A few sentences, computed from the gap's tables, on where the baseline wins and what would change it."
+    f, b, total = gap['fusion'], gap['baseline'], gap['overlap'].loc['all']
+    alarms, precision = gap['false_alarms'], gap['precision']
+    caught_f = total['found by both'] + total['only by fusion']
+    caught_b = total['found by both'] + total['only by baseline']
+    of = lambda c: f" (precision {precision[c]:.3f})" if precision.get(c) is not None else ''
+    out = [f"At their validation thresholds {f} catches {_rows(caught_f)} of the {_rows(total['fraud rows'])} test fraud "
+           f"rows with {_count(alarms[f], 'false alarm')}{of('fusion')}, {b} {_rows(caught_b)} with "
+           f"{_rows(alarms[b])}{of('baseline')}."]
+    gaps = _threshold_gaps(gap)
+    if gap['diff'] >= 0:                     # not significantly different, and fusion's AP is the higher one
+        out.append(f"{f}'s AP is the higher ({gap['diff']:+.3f}), but the {gap['ci']:.0%} interval reaches "
+                   f"{gap['low']:+.3f}: on {_rows(total['fraud rows'])} test fraud rows that lead is within chance, so "
+                   "more test fraud to measure it on (a longer test period, a larger data set) would settle it before "
+                   "any change to the model.")
+    elif gaps['precision'] > 0 and gaps['precision'] >= gaps['recall']:
+        out.append(_precision_sentence(gap, gaps))
+        if caught_b > caught_f:
+            where = _where_sentence(gap, caught_b - caught_f, lacks=False)
+            out.append('As for recall, ' + (where if where[0].isdigit() else where[0].lower() + where[1:]))
+    elif caught_b > caught_f: out.append(_where_sentence(gap, caught_b - caught_f))
+    else: out.append(_not_worse_sentence(gap))
+    return ' '.join(out + [_complement_sentence(gap, caught_f)])
+
+# %% ../nbs/09_report.ipynb #h15gp21
+def fusion_gap(results: dict,
+               predictions,                          # load_predictions' dict, or the run folder / predictions.npz
+               verdict_result: dict | None = None,   # the verdict to read (default: `report_verdict`)
+              ) -> dict | None:
+    "Best fusion head vs the best non-fusion baseline when fusion does not beat it: recall, overlap, why; else None."
+    if not isinstance(predictions, dict): predictions = load_predictions(predictions)
+    v = verdict_result if verdict_result is not None else report_verdict(results, predictions)
+    c = (v or {}).get('vs_baseline')
+    if not c or c.get('outcome') == OUTCOMES[0]: return None                       # fusion wins, or nothing to compare
+    fusion, baseline, y = v['best_fusion'], c['other'], np.asarray(predictions['label'])
+    flags = {k: seed_flags(results, predictions, k) for k in (fusion, baseline)}
+    gap = dict(fusion=fusion, baseline=baseline, baseline_views=results['models'][baseline].get('views'),
+               **{k: c[k] for k in ('outcome', 'diff', 'low', 'high')}, ci=c.get('ci', 0.95),
+               seeds={k: len(f) for k, f in flags.items()}, recall=gap_recall_table(results, fusion, baseline),
+               overlap=flag_overlap(y, flags[fusion], flags[baseline], predictions.get('typology')),
+               false_alarms={k: float(f[:, y == 0].sum(1).mean()) for k, f in flags.items()})
+    gap['precision'] = {c: (results['models'][k].get('test') or {}).get('precision')
+                        for c, k in gap['recall'].attrs['models'].items()}          # at the thresholds, mean over seeds
+    return gap | dict(diagnosis=gap_diagnosis(gap))
+
+# %% ../nbs/09_report.ipynb #h15gp28
+def _gap_tables(gap: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "The recall and overlap tables as shown: numbers formatted, model names in the headers."
+    recall, models = gap['recall'], gap['recall'].attrs['models']
+    three = lambda values, sign='': [f'{r:{sign}.3f}' if np.isfinite(r) else 'n/a' for r in values]
+    shown = pd.DataFrame({'typology': recall.index, 'kind': recall['kind'],
+                          'fraud rows': [_rows(n) if pd.notna(n) else 'n/a' for n in recall['fraud rows']]})
+    for col, key in models.items():
+        shown[f'{col}: {key}'] = three(recall[col])
+        if col == 'baseline': shown['fusion − baseline'] = three(recall['fusion − baseline'], '+')
+    overlap = gap['overlap'].reset_index().rename(columns={'only by fusion': f"only by fusion ({gap['fusion']})",
+                                                           'only by baseline': f"only by baseline ({gap['baseline']})"})
+    for col in overlap.columns[1:]: overlap[col] = overlap[col].map(_rows)
+    return shown, overlap
+
+def fusion_gap_markdown(gap: dict, level: int = 2, plot: str | None = None) -> str:
+    "The 'Why fusion does not win' section: the verdict's numbers, the rule for seeds, both tables and why."
+    f, b, (recall, overlap) = gap['fusion'], gap['baseline'], _gap_tables(gap)
+    intro = (f"Fusion ({f}) {gap['outcome']} the best non-fusion baseline ({b}): AP difference {gap['diff']:+.3f}, "
+             f"{gap['ci']:.0%} CI [{gap['low']:+.3f}, {gap['high']:+.3f}]. Below, the two on the test split at their "
+             f"validation-chosen thresholds: every seed flags at its own threshold ({f}: "
+             f"{_count(gap['seeds'][f], 'seed')}, {b}: {_count(gap['seeds'][b], 'seed')}); recall is the mean over "
+             f"seeds; the counts are means over every pairing of a seed of {f} with a seed of {b}, so found by both + "
+             f"only by fusion is {f}'s mean catch.")
+    out = [f"{'#' * level} Why fusion does not win", '', md_escape(intro), '',
+           '**Recall by typology** (`none`: fraud in no pattern; each view alone: its single-view model best on '
+           'validation).', '', markdown_table(recall), '', '**Which test fraud rows each finds.**', '',
+           markdown_table(overlap)]
+    if len(gap['overlap']) == 1 and len(gap['recall']) > 1:
+        out += ['', "*Per-typology counts need each test row's typology in predictions.npz, which this run's "
+                'fusion_nb did not write yet; only the overall split is shown.*']
+    out += ['', f"**What would change it.** {md_escape(gap['diagnosis'])}"]
+    if plot: out += ['', f'![fusion gap]({plot})']
+    return '\n'.join(out)
+
+# %% ../nbs/09_report.ipynb #h15gp32
+_GAP_STYLE = {'fusion': dict(color='tab:blue'), 'baseline': dict(color='tab:red'),
+              'graph view alone': dict(color='tab:cyan', alpha=0.55),
+              'sequence view alone': dict(color='tab:orange', alpha=0.55)}
+_OVERLAP_COLORS = ('tab:purple', 'tab:blue', 'tab:red', 'lightgrey')
+
+def plot_fusion_gap(results: dict, predictions, gap: dict | None = None):
+    "Recall per typology of fusion, the baseline and each view alone, and who finds which fraud; None when fusion wins."
+    gap = gap or fusion_gap(results, predictions)
+    if gap is None: return None
+    recall, overlap, models = gap['recall'], gap['overlap'], gap['recall'].attrs['models']
+    fig, (ax_r, ax_o) = plt.subplots(1, 2, figsize=(max(11, 1.6 * len(recall) + 8.6), 4.4),
+                                     gridspec_kw=dict(width_ratios=(3, 2)))
+    precision = pd.DataFrame([{c: gap['precision'].get(c) for c in models}], index=['precision'], dtype=float)
+    values = pd.concat([precision, recall[list(models)]])          # precision of all alerts, then recall per typology
+    x, width = np.arange(len(values)), 0.8 / len(models)
+    for i, (col, key) in enumerate(models.items()):
+        _bars(ax_r, x + i * width, values[col], width=width, label=f'{col}: {key}', **_GAP_STYLE[col])
+    ticks = ['precision\n(all alerts)'] + [f'{t}\n(n={_rows(n)})' for t, n in recall['fraud rows'].items()]
+    ax_r.set_xticks(x + width * (len(models) - 1) / 2, ticks, fontsize=8)
+    ax_r.axvline(0.9, color='grey', lw=1)
+    ax_r.set(ylim=(0, 1.05), ylabel='at the validation threshold, mean over seeds')
+    ax_r.grid(axis='y', alpha=0.3); ax_r.legend(fontsize=7)
+    ax_r.set_title('Precision of the alerts, then recall of all fraud and of each typology', fontsize=10)
+    ys, left = np.arange(len(overlap))[::-1], np.zeros(len(overlap))
+    for col, color in zip(OVERLAP_COLUMNS[1:], _OVERLAP_COLORS):
+        share = (overlap[col] / overlap['fraud rows'].where(overlap['fraud rows'] > 0)).fillna(0).to_numpy()
+        ax_o.barh(ys, share, left=left, color=color, label=col); left += share
+    ax_o.set_yticks(ys, [f'{t} (n={_rows(n)})' for t, n in overlap['fraud rows'].items()], fontsize=8)
+    ax_o.set(xlim=(0, 1), xlabel='share of the test fraud rows (mean over seed pairings)')
+    ax_o.set_title('Who finds which test fraud rows', fontsize=10)
+    ax_o.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.16), ncol=2)
+    fig.suptitle(f"Why fusion does not win: {gap['fusion']} {gap['outcome']} {gap['baseline']} (AP difference "
+                 f"{gap['diff']:+.3f}, {gap['ci']:.0%} CI [{gap['low']:+.3f}, {gap['high']:+.3f}])", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/09_report.ipynb #h15gp36
+def _gap_section(results: dict, predictions: dict | None, verdict_result: dict | None, plots) -> list[str]:
+    "summary.md's 'Why fusion does not win', when the run has test scores and fusion does not beat the best baseline."
+    if predictions is None or not verdict_result or 'comparisons' not in verdict_result: return []
+    gap = fusion_gap(results, predictions, verdict_result)
+    if gap is None: return []
+    plot = 'fusion_gap.png' if any(Path(p).name == 'fusion_gap.png' for p in plots) else None
+    return ['', fusion_gap_markdown(gap, plot=plot)]
+
 # %% ../nbs/09_report.ipynb #4887f482
 PLOTS = {'verdict.png': plot_verdict, 'metric_comparison.png': plot_metric_comparison, 'training_curves.png': plot_training_curves,
          'confusion_matrices.png': plot_confusion_matrices, 'modality_weights.png': plot_modality_weights}
-PREDICTION_PLOTS = {'pr_curves.png': plot_pr_curves, 'roc_curves.png': plot_roc_curves, 'alert_budget.png': plot_alert_budget}
+PREDICTION_PLOTS = {'pr_curves.png': plot_pr_curves, 'roc_curves.png': plot_roc_curves, 'alert_budget.png': plot_alert_budget,
+                    'fusion_gap.png': plot_fusion_gap}
 
 def render_report(run_dir, results: dict, predictions: dict | None = None, show: bool = False, summary: bool = True,
                   n_boot: int = 2000) -> dict:
@@ -582,7 +901,6 @@ def render_report(run_dir, results: dict, predictions: dict | None = None, show:
         else: plt.close(fig)
     if summary: paths['summary.md'] = write_summary(run_dir, results, predictions, plots=list(paths.values()), n_boot=n_boot)
     return paths
-
 
 # %% ../nbs/09_report.ipynb #c1a9fin2
 def _timed(results: dict, started: float | None, report_s: float | None = None) -> dict:

@@ -118,7 +118,7 @@ def alert_budget_metrics(y, scores, budget: float = 0.005) -> dict:
 
 # %% ../nbs/08a_stats.ipynb #37cfcc21
 def load_predictions(run_dir) -> dict:
-    "Test labels and each model's scores per seed (`seed_scores`) and averaged over seeds (`scores`), from `run_dir`/predictions.npz."
+    "Labels, scores per seed (`seed_scores`) and over seeds (`scores`) and, if saved, typologies from `run_dir`/predictions.npz."
     path = Path(run_dir)
     if path.is_dir(): path = path / 'predictions.npz'
     if not path.exists():
@@ -131,6 +131,7 @@ def load_predictions(run_dir) -> dict:
             label, models, scores = npz['label'], npz['models'].astype(str), npz['scores']
             seeds = npz['seeds'] if 'seeds' in npz.files else np.zeros(len(models), dtype=np.int64)
             ids = npz['ids'] if 'ids' in npz.files else np.arange(len(label))
+            typology = npz['typology'].astype(str) if 'typology' in npz.files else None   # optional: newer runs
     except (OSError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f'{path} is not a readable predictions file ({type(e).__name__}: {e}); it was not written by '
                          'fusion_nb or was damaged: re-run the experiment.') from None
@@ -142,10 +143,13 @@ def load_predictions(run_dir) -> dict:
         raise ValueError(f'{path}: scores has shape {scores.shape}, expected (len(models), len(label)) = ({len(models)}, {len(label)})')
     if not np.isin(label, (0, 1)).all():
         raise ValueError(f'{path}: labels must be 0/1; found {np.unique(label)[:5].tolist()}')
+    if typology is not None and typology.shape != label.shape:
+        raise ValueError(f'{path}: typology has shape {typology.shape}, expected one per test row ({len(label)},)')
     keys = list(dict.fromkeys(models.tolist()))
     seed_scores = {k: scores[models == k].astype(np.float64) for k in keys}
-    return dict(ids=ids, label=label.astype(np.int64), path=str(path), seed_scores=seed_scores,
-                scores={k: s.mean(0) for k, s in seed_scores.items()}, seeds={k: seeds[models == k].tolist() for k in keys})
+    out = dict(ids=ids, label=label.astype(np.int64), path=str(path), seed_scores=seed_scores,
+               scores={k: s.mean(0) for k, s in seed_scores.items()}, seeds={k: seeds[models == k].tolist() for k in keys})
+    return out | ({} if typology is None else dict(typology=typology))
 
 # %% ../nbs/08a_stats.ipynb #8473d272
 OUTCOMES = ('beats', 'is worse than', 'is not significantly different from')
