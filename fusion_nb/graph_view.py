@@ -477,7 +477,7 @@ def _gnn_epochs(run: _GnnRun, encoder: nn.Module, epochs: int, max_loss_rows: in
     return history
 
 # %% ../nbs/03_graph_view.ipynb #a00ec575
-def train_gnn_encoder(tx: Transactions, split, preset: str = 'HybridGNN_L2_H64', emb_dim: int = 32, epochs: int = 100,
+def train_gnn_encoder(tx: Transactions, split, preset: str = 'MultiPNA_L2_H64', emb_dim: int = 32, epochs: int = 100,
                       lr: float = 5e-3, seed: int = 0, device='auto', dropout: float = GNNConfig.dropout, weight_decay: float = 1e-4,
                       max_loss_rows: int = 262_144, fanout: list[int] | None = None, batch_size: int = 4096,
                       progress: bool = True,   # print one line when training ends (rank 0 only)
