@@ -348,6 +348,10 @@ class FraudModel:
         _check_against_state(cols, self.state)
         return cols
 
+    def check(self, transactions) -> None:
+        "Raise `ScoringInputError` if `transactions` cannot be scored now (the checks of `score`, without scoring)."
+        self._checked(transactions)
+
     def validate(self, transactions) -> pd.DataFrame:
         "The checked scoring frame of `transactions`, sorted by (time, tx_id); `ScoringInputError` says what is wrong."
         return _values_frame(self._checked(transactions), self.schema)

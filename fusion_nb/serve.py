@@ -243,7 +243,27 @@ class Scorekeeper:
                 try: return self._count(_per_request(self._apply([r for req in requests for r in req]), requests))
                 except RequestError as e:
                     if e.status != 409: raise        # 503: nothing else can be scored either
+                return self._count(self._sifted(requests))
             return self._count([self._attempt(req) for req in requests])
+
+    def _sifted(self, requests: list[list[dict]]) -> list:
+        "A refused micro-batch: refuse each request the state refuses (cheap checks, no model), score the rest in one call."
+        results, ids = [self._refusal(req) for req in requests], set()
+        for i, req in enumerate(requests):                  # a tx_id sent twice in one micro-batch: the later one is refused
+            if results[i] is None and ids.intersection(r['tx_id'] for r in req):
+                results[i] = RequestError(409, 'refused by the scoring state: tx_id already scored (in a request received at the same time).')
+            elif results[i] is None: ids.update(r['tx_id'] for r in req)
+        ok = [i for i, r in enumerate(results) if r is None]
+        try: answers = _per_request(self._apply([r for i in ok for r in requests[i]]), [requests[i] for i in ok]) if ok else []
+        except RequestError as e:
+            if e.status != 409: raise
+            answers = [self._attempt(requests[i]) for i in ok]        # not expected: the checks above are the model's own
+        for i, answer in zip(ok, answers): results[i] = answer
+        return results
+
+    def _refusal(self, records: list[dict]) -> RequestError | None:
+        try: self.model.check(records)
+        except ScoringInputError as e: return RequestError(409, f'refused by the scoring state: {e}')
 
     def _attempt(self, records: list[dict]):
         try: return _per_request(self._apply(records), [records])[0]
