@@ -151,20 +151,16 @@ class StateJournal:
     def pointer(self) -> dict | None:
         return json.loads(self.pointer_path.read_text()) if self.pointer_path.exists() else None
 
-    def append(self, seq: int, rows: list[dict], sync: bool = True):
-        "Write batch `seq` as one line; durable before returning unless `sync=False` (then `sync()` makes it so)."
+    def append(self, seq: int, rows: list[dict]):
+        "Write batch `seq` as one line and make it durable before returning."
         line = json.dumps({'seq': seq, 'rows': rows}, separators=(',', ':'))
         size = os.fstat(self.log_fd).st_size
         try:
             os.write(self.log_fd, line.encode() + b'\n')
-            if sync: self.sync()
+            if self.fsync: os.fdatasync(self.log_fd)
         except OSError:
             os.ftruncate(self.log_fd, size)          # no half line before the next one
             raise
-
-    def sync(self):
-        "Make every line written so far durable (one fdatasync covers them all); nothing to do without `fsync`."
-        if self.fsync: os.fdatasync(self.log_fd)
 
     def snapshot(self, state: ScoringState, seq: int, handed_back: bool = False):
         "Save `state` as of batch `seq`, make it current, empty the log and drop older snapshots."
@@ -226,6 +222,10 @@ def _per_request(scores, requests: list[list[dict]]) -> list[list[dict]]:
     return [[by_id[r['tx_id']] for r in req] for req in requests]
 
 # %% ../nbs/14b_serve.ipynb #21b4cee5
+def _conflict(e: ScoringInputError) -> RequestError:
+    "The 409 of a request the scoring state refuses (older than the state, an id seen already)."
+    return RequestError(409, f'refused by the scoring state: {e}')
+
 class Scorekeeper:
     "The service's single writer: scores, logs and appends each batch of requests to the state, in arrival order."
     def __init__(self, run_dir, folder, config: ServeConfig | None = None):
@@ -263,7 +263,7 @@ class Scorekeeper:
 
     def _refusal(self, records: list[dict]) -> RequestError | None:
         try: self.model.check(records)
-        except ScoringInputError as e: return RequestError(409, f'refused by the scoring state: {e}')
+        except ScoringInputError as e: return _conflict(e)
 
     def _attempt(self, records: list[dict]):
         try: return _per_request(self._apply(records), [records])[0]
@@ -279,7 +279,7 @@ class Scorekeeper:
         if self.broken: raise RequestError(503, f'the service cannot write its log ({self.broken}); restart it')
         data = records if len(records) <= self.model.fast_rows else transactions_frame(records, self.features)
         try: scores = self.model.score_arrays(data, update_state=True)          # small requests: no pandas at all
-        except ScoringInputError as e: raise RequestError(409, f'refused by the scoring state: {e}') from None
+        except ScoringInputError as e: raise _conflict(e) from None
         try: self.journal.append(self.seq + 1, records)
         except OSError as e:
             self.broken = f'{type(e).__name__}: {e}'
