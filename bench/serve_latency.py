@@ -97,9 +97,14 @@ class Connection:
 def percentile(sorted_values, q): return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
+POOL = 8      # connections opened before the clock starts (more are opened only if this many are all busy)
+
+
 async def open_loop(port: int, bodies: list[bytes], rate: float, max_outstanding: int) -> dict:
-    "Send `bodies` at `rate` per second on a fixed schedule; latencies from the scheduled time; drops beyond the bound."
-    idle, latencies, statuses = [], [], {}
+    """Send `bodies` at `rate` per second on a fixed schedule; latencies from the scheduled time; drops beyond the bound.
+    Like a real client, it keeps a pool of open connections: a connection opened mid-run costs a connect, and its request
+    can reach the service after a later one sent on an open connection (which the state then refuses as out of order)."""
+    idle, latencies, statuses = [await Connection.open(port) for _ in range(POOL)], [], {}
     outstanding, dropped, tasks = 0, 0, []
     clock = time.perf_counter                  # uvloop's loop.time() has millisecond steps
 
