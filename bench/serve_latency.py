@@ -23,7 +23,7 @@ Writes serve_latency.csv/.txt, serve_throughput.csv/.txt, serve_breakdown.csv/.t
 vs rate) into the output folder. Targets (issue 14): p99 <= 10 ms at 200 requests/s; >= 5,000 transactions/s micro-batched.
 """
 from __future__ import annotations
-import argparse, asyncio, json, os, shutil, signal, socket, subprocess, sys, time
+import argparse, asyncio, contextlib, gc, json, os, shutil, signal, socket, subprocess, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import script_main, report, save_png, pyplot, REPO_ROOT
@@ -233,20 +233,35 @@ def latency_plot(rows: list[dict], out: Path):
     save_png(fig, out / 'serve_latency.png')
 
 
+@contextlib.contextmanager
+def no_gc_pauses():
+    """No garbage collection in this (load generator) process while it measures. With torch, pandas and fusion_nb
+    imported it holds ~400k objects, and a full collection that walks them took 200-250 ms: every request due in
+    that time was sent late and counted late (the service's own log showed no such stall)."""
+    gc.collect(); gc.freeze(); gc.disable()
+    try: yield
+    finally: gc.enable(); gc.unfreeze()
+
+
+def measured(coroutine):
+    "Run one measurement (`coroutine`, its inputs already built) with `no_gc_pauses`."
+    with no_gc_pauses(): return asyncio.run(coroutine)
+
+
 def measure_service(args, run_dir: Path, out: Path, wait: float, fsync: bool, take, seconds: float, n_tp: int):
     "Latency rows, throughput rows and /health round trips against one service process."
     name, latency, throughput = variant_name(wait, fsync), [], []
     proc, port = start_service(run_dir, out / f"state_{name.replace(' ', '_').replace(',', '')}", wait, args.threads, fsync)
     try:
         for rate in args.rates:
-            r = asyncio.run(open_loop(port, bodies_of(take(int(rate * seconds))), rate, args.max_outstanding))
+            r = measured(open_loop(port, bodies_of(take(int(rate * seconds))), rate, args.max_outstanding))
             latency.append(dict(service=name, **r)); print(latency[-1], flush=True)
-        r = asyncio.run(closed_loop(port, bodies_of(take(n_tp)), args.clients, 1))
+        r = measured(closed_loop(port, bodies_of(take(n_tp)), args.clients, 1))
         throughput.append(dict(kind=f'{args.clients} clients x single', service=name, **r)); print(throughput[-1], flush=True)
         for size in args.list_sizes:
-            r = asyncio.run(closed_loop(port, bodies_of(take(n_tp), size), 1, size))
+            r = measured(closed_loop(port, bodies_of(take(n_tp), size), 1, size))
             throughput.append(dict(kind=f'lists of {size}', service=name, **r)); print(throughput[-1], flush=True)
-        health = asyncio.run(health_round_trips(port))
+        health = measured(health_round_trips(port))
     finally: stop_service(proc)
     return latency, throughput, health
 
