@@ -6,6 +6,7 @@ Docs: https://fusion-nb.github.io/fusion_nb/score.html.md"""
 
 # %% ../nbs/14a_score.ipynb #b14a0001
 from __future__ import annotations
+import time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from .transactions import Transactions
@@ -18,7 +19,8 @@ from .bundle import (Bundle, BundleError, ScoringState, read_bundle, account_cod
 
 # %% auto #0
 __all__ = ['FAST_ROWS', 'SCORE_COLUMNS', 'CANONICAL', 'ScoringInputError', 'check_columns', 'FraudModel', 'embed', 'score_arrays',
-           'score', 'refresh', 'save_state_of', 'load_model', 'read_new_transactions', 'score_file', 'refresh_run']
+           'score', 'warm_up', 'refresh', 'save_state_of', 'load_model', 'read_new_transactions', 'score_file',
+           'refresh_run']
 
 # %% ../nbs/14a_score.ipynb #b14a0006
 class ScoringInputError(ValueError):
@@ -268,18 +270,6 @@ def _small_histories(table: dict, first: int, k: int) -> Histories:
     return Histories(idx[0], idx[1], lengths[0], lengths[1], time.astype(np.float64), src.astype(np.int64), dst.astype(np.int64))
 
 @torch.no_grad()
-def _small_scores(heads: list, gnn: np.ndarray, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "`mean_scores` for heads on the CPU in eval mode, called directly (`predict_proba`'s checks and moves cost more than a row)."
-    if any(h.training or next(h.parameters()).device.type != 'cpu' for h in heads): return mean_scores(heads, gnn, seq)
-    g, s = torch.from_numpy(np.ascontiguousarray(gnn, np.float32)), torch.from_numpy(np.ascontiguousarray(seq, np.float32))
-    probs, weights = [], []
-    for h in heads:
-        logits, w = h.forward_with_weights(g, s)
-        probs.append(torch.softmax(logits.float(), dim=1)[:, 1].numpy()); weights.append(None if w is None else w.float().numpy())
-    w = np.full((len(gnn), 2), np.nan, np.float32) if any(x is None for x in weights) else np.mean(weights, axis=0)
-    return np.mean(probs, axis=0).astype(np.float32), w.astype(np.float32)
-
-@torch.no_grad()
 def _sequence_view_small(bundle: Bundle, new: dict) -> np.ndarray:
     "`_sequence_view` of a few new rows, without a `Transactions` table."
     state, encoder = bundle.state, bundle.encoders.seq
@@ -372,7 +362,7 @@ def score_arrays(self: FraudModel, transactions, update_state: bool = False) -> 
     cols = self._checked(transactions)
     new = _new_columns(self.state, cols)
     gnn, seq, cold = _embed(self, new)
-    prob, weights = (_small_scores if len(gnn) <= self.fast_rows else mean_scores)(self.heads, gnn, seq)
+    prob, weights = mean_scores(self.heads, gnn, seq)
     if update_state:      # codes of accounts seen so far stay; only unseen names must be added (same codes)
         fresh = (new['src'] >= self.state.n_accounts).any() or (new['dst'] >= self.state.n_accounts).any()
         append_rows(self.state, _new_columns(self.state, cols, add=True) if fresh else new)
@@ -382,6 +372,25 @@ def score_arrays(self: FraudModel, transactions, update_state: bool = False) -> 
 def score(self: FraudModel, transactions, update_state: bool = False) -> pd.DataFrame:
     "One row per transaction, in (time, tx_id) order: tx_id, score, alert, graph_share, seq_share, cold_start."
     return pd.DataFrame(score_arrays(self, transactions, update_state))
+
+def _account_name(state: ScoringState, code: int):
+    return state.accounts[code] if code < len(state.accounts) else next(n for n, c in state._names.items() if c == code)
+
+def warm_up(self: FraudModel) -> float:
+    """Score the state's last transaction again under an unused id and keep nothing: the one-off costs of a first
+    call (allocations, lazy set-up; 30-90 ms) are paid here, not by the first real request. Seconds taken."""
+    st = self.state
+    if not st.n_rows or not st.types: return 0.0
+    last = {k: v[0] for k, v in _all_columns(st, np.array([st.n_rows - 1])).items()}
+    tx_id = int(last['tx_id']) + 1
+    while seen_tx_ids(st, [tx_id])[0]: tx_id += 1
+    finite = lambda x: float(x) if np.isfinite(x) else 0.0
+    record = dict(tx_id=tx_id, time=float(last['time']), src=_account_name(st, int(last['src'])),
+                  dst=_account_name(st, int(last['dst'])), amount=finite(last['amount']), type=st.types[max(int(last['type']), 0)],
+                  **{c: finite(v) for c, v in zip(st.feature_columns, last['extras'])})
+    start = time.perf_counter()
+    self.score_arrays([record])
+    return time.perf_counter() - start
 
 def refresh(self: FraudModel) -> FraudModel:
     "Re-run the graph encoder over every transaction seen so far: new node states for every account."
@@ -394,7 +403,7 @@ def save_state_of(self: FraudModel, path=None) -> Path:
     return save_state(self.state, path or self.bundle.path / 'state.npz')
 
 FraudModel.embed, FraudModel.score, FraudModel.score_arrays = embed, score, score_arrays
-FraudModel.refresh, FraudModel.save_state = refresh, save_state_of
+FraudModel.refresh, FraudModel.save_state, FraudModel.warm_up = refresh, save_state_of, warm_up
 
 # %% ../nbs/14a_score.ipynb #b14a0016
 def load_model(run_dir, state_path=None) -> FraudModel:

@@ -230,7 +230,9 @@ class Scorekeeper:
     "The service's single writer: scores, logs and appends each batch of requests to the state, in arrival order."
     def __init__(self, run_dir, folder, config: ServeConfig | None = None):
         self.config, self.journal = config or ServeConfig(), StateJournal(folder, fsync=(config or ServeConfig()).fsync)
-        try: self.model, self.seq = restore_state(self.journal, run_dir)
+        try:
+            self.model, self.seq = restore_state(self.journal, run_dir)
+            self.model.warm_up()       # a first call's one-off costs, paid before the first request
         except BaseException: self.journal.close(); raise
         self.features = list(self.model.schema['feature_columns'])
         self.lock, self.since_snapshot, self.broken = threading.RLock(), 0, None
