@@ -39,19 +39,44 @@ def add_args(ap):
     ap.add_argument('--sizes', type=int, nargs='+', default=[1_000, 10_000, 100_000], help='new transactions per file')
     ap.add_argument('--repeat', type=int, default=3, help='timed calls per size (after one warm-up)')
     ap.add_argument('--head-rows', type=int, default=1_000_000, help='rows of the heads-alone measurement')
+    ap.add_argument('--head-chunks', type=int, nargs='+', default=[2048],
+                    help='rows per step of the heads-alone measurement (fusion_nb.bundle.HEAD_CHUNK_ROWS is the default); '
+                         'with --unfolded, each also with the heads as trained (batch norm and dropout kept)')
+    ap.add_argument('--unfolded', action='store_true', help='also time the heads as trained, not in inference form')
 
 
-def head_alone(model, frame, rows: int, repeat: int) -> dict:
-    "The heads alone on ready embeddings (`fusion_nb.bundle.mean_scores`), the new rows' embeddings tiled to `rows`."
+def head_alone(model, frame, rows: int, repeat: int, chunks=(None,), unfolded=False) -> list[dict]:
+    """The heads alone on ready embeddings (`fusion_nb.bundle.mean_scores`), the new rows' embeddings tiled to `rows`:
+    one row per chunk size, in inference form (as a bundle loads them) and, with `unfolded`, as trained."""
     import numpy as np
-    from fusion_nb.bundle import mean_scores
+    from fusion_nb.bundle import mean_scores, HEAD_CHUNK_ROWS
     gnn, seq, _ = model.embed(frame)
     reps = -(-rows // len(gnn))
     gnn, seq = np.tile(gnn, (reps, 1))[:rows], np.tile(seq, (reps, 1))[:rows]
-    (times, _), share = cpu_share(lambda: timed(lambda: mean_scores(model.heads, gnn, seq), repeat=repeat, warmup=1))
-    return dict(what=f'heads alone: mean_scores ({len(model.heads)} head(s))', rows=rows, best_s=min(times),
-                median_s=statistics.median(times), tx_per_s=rows / min(times), median_tx_per_s=rows / statistics.median(times),
-                cpu_share=share)
+    forms = [('inference form', model.heads)]
+    if unfolded: forms.append(('as trained', heads_as_trained(model.bundle)))
+    out = []
+    for form, heads in forms:
+        for chunk in chunks:
+            chunk = chunk or HEAD_CHUNK_ROWS
+            (times, _), share = cpu_share(lambda: timed(lambda: mean_scores(heads, gnn, seq, chunk), repeat=repeat, warmup=1))
+            out.append(dict(what=f'heads alone: mean_scores, {len(heads)} head(s), {form}, chunks of {chunk}', rows=rows,
+                            best_s=min(times), median_s=statistics.median(times), tx_per_s=rows / min(times),
+                            median_tx_per_s=rows / statistics.median(times), cpu_share=share))
+            print(out[-1], flush=True)
+    return out
+
+
+def heads_as_trained(bundle) -> list:
+    "A bundle's heads as trained (batch norm and dropout kept, in eval mode), read again from its `heads.pt`."
+    import torch
+    from fusion_nb.fusion import build_head
+    weights, out = torch.load(bundle.path / 'heads.pt', weights_only=True, map_location='cpu'), []
+    for h in bundle.meta['heads']:
+        hp = dict(h['hparams']); name = hp.pop('name')
+        module = build_head(name, hp.pop('gnn_dim'), hp.pop('seq_dim'), **hp)
+        module.load_state_dict(weights[f'seed{h["seed"]}']); out.append(module.eval())
+    return out
 
 
 def cpu_share(fn):
@@ -76,7 +101,8 @@ def run(args, out: Path):
         table.append(dict(what='end to end: model.score', rows=size, best_s=min(times), median_s=statistics.median(times),
                           tx_per_s=size / min(times), median_tx_per_s=size / statistics.median(times), cpu_share=share))
         print(table[-1], flush=True)
-    table.append(head_alone(model, pd.DataFrame.from_records(rows[:10_000]), 100_000 if args.quick else args.head_rows, args.repeat))
+    table += head_alone(model, pd.DataFrame.from_records(rows[:10_000]), 100_000 if args.quick else args.head_rows, args.repeat,
+                        args.head_chunks, args.unfolded)
     report('batch scoring of new transactions', table,
            ['what', 'rows', 'best_s', 'median_s', 'tx_per_s', 'median_tx_per_s', 'cpu_share'],
            [f'run: {run_dir}; torch threads {args.threads}; {os.cpu_count()} cores shared with other work',
