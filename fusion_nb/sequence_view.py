@@ -24,7 +24,7 @@ from .engine import (GRAD_CLIP, EarlyStopping, adamw, detached_state, encoder_li
                               positive_weight, progress_line, seed_rank)
 
 # %% auto #0
-__all__ = ['REL_FEATURES', 'SEQ_PRESETS', 'step_feature_names', 'tx_step_features', 'step_feature_scaling',
+__all__ = ['REL_FEATURES', 'LSTM_SPLIT_MIN_ROWS', 'SEQ_PRESETS', 'step_feature_names', 'tx_step_features', 'step_feature_scaling',
            'scaled_step_features', 'Histories', 'build_histories', 'upstream_trail', 'gather_sequences',
            'BiLSTM_Attention', 'ResidualGRU', 'LSTM_CNN_Hybrid', 'resolve_seq_preset', 'SequenceEncoder',
            'SeqTrainResult', 'train_sequence_encoder', 'sequence_embeddings', 'sequence_scores']
@@ -305,12 +305,14 @@ def _packed_outputs(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> to
     seq = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
     return pad_packed_sequence(lstm(seq)[0], batch_first=True, total_length=x.shape[1])[0]
 
-def _bilstm_map(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, fn) -> torch.Tensor:
+LSTM_SPLIT_MIN_ROWS = 96    # below this many histories, packing all of them beats splitting off the full ones
+
+def _bilstm_map(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, fn, split_min_rows: int = LSTM_SPLIT_MIN_ROWS) -> torch.Tensor:
     "`fn(outputs, lengths)` row by row for a bidirectional LSTM over left-aligned histories: full ones run as one plain batch, only shorter ones packed."
     full = lengths >= x.shape[1]
     n_full = int(full.sum())
-    if n_full == 0: return fn(_packed_outputs(lstm, x, lengths), lengths)
     if n_full == len(x): return fn(lstm(x)[0], lengths)
+    if n_full == 0 or len(x) < split_min_rows: return fn(_packed_outputs(lstm, x, lengths), lengths)
     full_rows, short_rows = full.nonzero().squeeze(1), (~full).nonzero().squeeze(1)   # gathers and copies by index:
     full_part = fn(lstm(x.index_select(0, full_rows))[0], lengths.index_select(0, full_rows))   # several times faster
     short_lengths = lengths.index_select(0, short_rows)                              # than boolean masks
