@@ -24,10 +24,10 @@ from .views import (VIEWS_VERSION, TrainedViews, save_view_encoders, load_view_e
                              default_split, gnn_dims)
 
 # %% auto #0
-__all__ = ['STATE_FORMAT', 'BUNDLE_FORMAT', 'BUNDLE_DIR', 'HEAD_CHUNK_ROWS', 'ScoringState', 'state_from_transactions',
-           'state_transactions', 'account_codes', 'seen_tx_ids', 'history_rows', 'append_rows', 'node_states',
-           'cold_state', 'StateError', 'save_state', 'load_state', 'BundleError', 'inference_head', 'mean_scores',
-           'write_bundle', 'Bundle', 'read_bundle']
+__all__ = ['SMALL_LOOKUP', 'STATE_FORMAT', 'BUNDLE_FORMAT', 'BUNDLE_DIR', 'HEAD_CHUNK_ROWS', 'ScoringState',
+           'state_from_transactions', 'state_transactions', 'account_codes', 'seen_tx_ids', 'history_rows',
+           'append_rows', 'node_states', 'cold_state', 'StateError', 'save_state', 'load_state', 'BundleError',
+           'inference_head', 'mean_scores', 'write_bundle', 'Bundle', 'read_bundle']
 
 # %% ../nbs/14_bundle.ipynb #b14b0006
 _COLUMNS = ('tx_id', 'time', 'src', 'dst', 'amount', 'type')
@@ -143,10 +143,18 @@ def _account_index(state: ScoringState) -> pd.Index:
     if 'accounts' not in state._cache: state._cache['accounts'] = pd.Index(state.accounts)
     return state._cache['accounts']
 
+SMALL_LOOKUP = 64   # at most this many keys are looked up one by one (a hash probe each, ~1 us; `get_indexer` costs 20-40 us a call)
+
+def _positions(index: pd.Index, keys: np.ndarray) -> np.ndarray:
+    "Positions of `keys` in `index` (-1 where absent), as `index.get_indexer`; key by key for a few keys in a unique index."
+    if len(keys) <= SMALL_LOOKUP and index.is_unique:
+        return np.array([index.get_loc(k) if k in index else -1 for k in keys.tolist()], dtype=np.int64)
+    return index.get_indexer(keys)
+
 def account_codes(state: ScoringState, names, add: bool = False) -> np.ndarray:
     "Codes of account `names` (int64); unseen names get codes from `n_accounts` on (kept in the state with `add`)."
     names = np.asarray(names, dtype=object)
-    codes = _account_index(state).get_indexer(names) if len(state.accounts) else np.full(len(names), -1)
+    codes = _positions(_account_index(state), names) if len(state.accounts) else np.full(len(names), -1)
     unseen = codes < 0
     if unseen.any():
         known = (np.array([state._names.get(n, -1) for n in names[unseen]], dtype=np.int64) if state._names
@@ -162,7 +170,7 @@ def seen_tx_ids(state: ScoringState, ids) -> np.ndarray:
     ids = np.asarray(ids, dtype=np.int64)
     if 'ids' not in state._cache: state._cache['ids'] = pd.Index(state.columns['tx_id'])
     base = state._cache['ids']
-    seen = base.get_indexer(ids) >= 0 if base.is_unique else base.isin(ids)
+    seen = _positions(base, ids) >= 0 if base.is_unique else base.isin(ids)
     if state._log:
         logged = _log_columns(state)['tx_id']
         if len(ids) <= 4096: seen |= np.fromiter(map(state._cache['log_ids'].__contains__, ids.tolist()), bool, len(ids))
@@ -337,6 +345,15 @@ def inference_head(head: torch.nn.Module) -> torch.nn.Module:
             if isinstance(child, torch.nn.Sequential): setattr(parent, name, _folded(child))
     return head
 
+def _chunk_scores(heads: list, g: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    "(sum over `heads` of the fraud probability [n], sum of the modality weights [n, 2] or None if a head has none)."
+    prob, weights = 0.0, 0.0
+    for h in heads:
+        logits, w = h.forward_with_weights(g, s)
+        prob = prob + torch.softmax(logits.float(), dim=1)[:, 1]
+        weights = None if w is None or weights is None else weights + w.float()
+    return prob, weights
+
 @torch.inference_mode()
 def mean_scores(heads: list, gnn, seq, chunk_rows: int = HEAD_CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
     "(fraud probability [N] averaged over `heads` (eval mode), modality weights [N, 2] likewise; NaN for heads without)."
@@ -344,15 +361,12 @@ def mean_scores(heads: list, gnn, seq, chunk_rows: int = HEAD_CHUNK_ROWS) -> tup
     device = next(heads[0].parameters()).device
     g, s = float_tensor(gnn, device, 'mean_scores gnn'), float_tensor(seq, device, 'mean_scores seq')
     for h in heads: _check_widths(h, g, s, 'mean_scores')
-    prob, weights, shares = torch.zeros(len(g), device=device), torch.zeros(len(g), 2, device=device), True
-    for lo in range(0, len(g), chunk_rows):
-        for h in heads:
-            logits, w = h.forward_with_weights(g[lo:lo + chunk_rows], s[lo:lo + chunk_rows])
-            prob[lo:lo + chunk_rows] += torch.softmax(logits.float(), dim=1)[:, 1]
-            if w is None: shares = False
-            else: weights[lo:lo + chunk_rows] += w.float()
-    weights = weights / len(heads) if shares else torch.full_like(weights, float('nan'))
-    return (prob / len(heads)).cpu().numpy(), weights.cpu().numpy()
+    parts = [_chunk_scores(heads, g[lo:lo + chunk_rows], s[lo:lo + chunk_rows]) for lo in range(0, len(g), chunk_rows)]
+    if not parts: return np.zeros(0, np.float32), np.zeros((0, 2), np.float32)
+    prob = torch.cat([p for p, _ in parts]) / len(heads)
+    if any(w is None for _, w in parts): weights = torch.full((len(g), 2), float('nan'))
+    else: weights = torch.cat([w for _, w in parts]) / len(heads)
+    return prob.cpu().numpy(), weights.cpu().numpy()
 
 # %% ../nbs/14_bundle.ipynb #b14b0032
 def _schema(tx: Transactions, state: ScoringState, k: int) -> dict:
