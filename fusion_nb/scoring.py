@@ -128,7 +128,7 @@ def _check_values(frame: pd.DataFrame, schema: dict) -> pd.DataFrame:
     return out.sort_values(['time', 'tx_id'], kind='stable').reset_index(drop=True)
 
 # %% ../nbs/14a_score.ipynb #b14a0051
-FAST_ROWS = 64          # requests of at most this many rows take the numpy path (checks, features, histories)
+FAST_ROWS = 256         # requests of at most this many rows take the numpy path (checks, features, histories)
 
 def _plain_names(a: np.ndarray) -> bool: return a.dtype == object and all(type(x) is str and x for x in a)
 
