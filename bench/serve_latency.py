@@ -156,18 +156,24 @@ def bodies_of(rows: list[dict], size: int = 1) -> list[bytes]:
     return [json.dumps(rows[i:i + size]).encode() for i in range(0, len(rows) - size + 1, size)]
 
 
+PAUSE_S = 0.005    # the gap between requests at 200/s: on a shared VM a call after a pause can cost far more than back to back
+
+
 def breakdown(run_dir: Path, rows: list[dict], folder: Path, n: int = 200) -> list[dict]:
-    "What one request costs apart from HTTP: the model's single-row call, and one fsync'd log line on this disk."
+    "What one request costs apart from HTTP: the model's single-row call (back to back and after a pause), and one fsync'd log line on this disk."
     import statistics
     from fusion_nb.scoring import load_model
     model, out = load_model(run_dir), []
     def stats(what, seconds):
         ms = sorted(x * 1000 for x in seconds)
         return dict(what=what, calls=len(ms), p50_ms=percentile(ms, .5), p99_ms=percentile(ms, .99), mean_ms=statistics.mean(ms))
-    times = []
-    for row in rows[:n]:          # what the service calls: a record in, arrays out (no pandas on this path)
-        start = time.perf_counter(); model.score_arrays([row], update_state=True); times.append(time.perf_counter() - start)
-    out.append(stats('model.score_arrays(1 record, update_state=True), in process', times[10:]))
+    for pause in (0, PAUSE_S):    # back to back, and after the pause an open-loop client at 200/s leaves between requests
+        times = []
+        for row in rows[:n] if not pause else rows[n:2 * n]:     # what the service calls: a record in, arrays out
+            time.sleep(pause)
+            start = time.perf_counter(); model.score_arrays([row], update_state=True); times.append(time.perf_counter() - start)
+        after = f', each after a {pause * 1000:g} ms pause' if pause else ''
+        out.append(stats(f'model.score_arrays(1 record, update_state=True), in process{after}', times[10:]))
     folder.mkdir(parents=True, exist_ok=True)
     fd, times = os.open(folder / 'fsync_probe', os.O_WRONLY | os.O_CREAT | os.O_APPEND), []
     for row in rows[:n]:
@@ -284,7 +290,7 @@ def run(args, out: Path):
     n_tp = 2000 if args.quick and args.throughput_rows == 20_000 else args.throughput_rows
     measured = Path(args.run) if args.run else tiny_run(out / 'run', *((3000, True) if args.quick else (args.train_rows, False)))
     run_dir = served_copy(measured, out)          # the service writes its state on shutdown: never into the run itself
-    need = (int(sum(args.rates) * seconds) + (len(args.list_sizes) + 1) * n_tp) * len(args.variants) + 210
+    need = (int(sum(args.rates) * seconds) + (len(args.list_sizes) + 1) * n_tp) * len(args.variants) + 410
     rows = later_rows(run_dir, need + 1000)       # in time order: each request must come after the last
     cursor, latency, throughput, health = 0, [], [], []
     def take(n):
@@ -302,7 +308,7 @@ def run(args, out: Path):
     report('serve throughput: back-to-back requests', throughput,
            ['kind', 'service', 'requests', 'ok', 'refused', 'seconds', 'requests_per_s', 'tx_per_s'],
            ['target: >= 5,000 transactions/s micro-batched'], out, 'serve_throughput')
-    parts = breakdown(run_dir, take(210), out / 'probe')
+    parts = breakdown(run_dir, take(410), out / "probe")
     ms = sorted(x * 1000 for x in health)
     parts.append(dict(what='GET /health round trip (the HTTP stack alone)', calls=len(ms), p50_ms=percentile(ms, .5),
                       p99_ms=percentile(ms, .99), mean_ms=sum(ms) / len(ms)))
