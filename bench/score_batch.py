@@ -49,12 +49,12 @@ def head_alone(model, frame, rows: int, repeat: int, chunks=(None,), unfolded=Fa
     """The heads alone on ready embeddings (`fusion_nb.bundle.mean_scores`), the new rows' embeddings tiled to `rows`:
     one row per chunk size, in inference form (as a bundle loads them) and, with `unfolded`, as trained."""
     import numpy as np
-    from fusion_nb.bundle import mean_scores, HEAD_CHUNK_ROWS
+    from fusion_nb.bundle import mean_scores, load_heads, HEAD_CHUNK_ROWS
     gnn, seq, _ = model.embed(frame)
     reps = -(-rows // len(gnn))
     gnn, seq = np.tile(gnn, (reps, 1))[:rows], np.tile(seq, (reps, 1))[:rows]
     forms = [('inference form', model.heads)]
-    if unfolded: forms.append(('as trained', heads_as_trained(model.bundle)))
+    if unfolded: forms.append(('as trained', load_heads(model.bundle.path, model.bundle.meta, inference=False)))
     out = []
     for form, heads in forms:
         for chunk in chunks:
@@ -64,18 +64,6 @@ def head_alone(model, frame, rows: int, repeat: int, chunks=(None,), unfolded=Fa
                             best_s=min(times), median_s=statistics.median(times), tx_per_s=rows / min(times),
                             median_tx_per_s=rows / statistics.median(times), cpu_share=share))
             print(out[-1], flush=True)
-    return out
-
-
-def heads_as_trained(bundle) -> list:
-    "A bundle's heads as trained (batch norm and dropout kept, in eval mode), read again from its `heads.pt`."
-    import torch
-    from fusion_nb.fusion import build_head
-    weights, out = torch.load(bundle.path / 'heads.pt', weights_only=True, map_location='cpu'), []
-    for h in bundle.meta['heads']:
-        hp = dict(h['hparams']); name = hp.pop('name')
-        module = build_head(name, hp.pop('gnn_dim'), hp.pop('seq_dim'), **hp)
-        module.load_state_dict(weights[f'seed{h["seed"]}']); out.append(module.eval())
     return out
 
 

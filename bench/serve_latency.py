@@ -156,11 +156,12 @@ def bodies_of(rows: list[dict], size: int = 1) -> list[bytes]:
     return [json.dumps(rows[i:i + size]).encode() for i in range(0, len(rows) - size + 1, size)]
 
 
+BREAKDOWN_CALLS = 200   # single-row model calls timed per kind (back to back, after a pause)
 FSYNC_CALLS = 2000  # fsync'd log lines timed (about 10-12 s)
 PAUSE_S = 0.005    # the gap between requests at 200/s: on a shared VM a call after a pause can cost far more than back to back
 
 
-def breakdown(run_dir: Path, rows: list[dict], folder: Path, n: int = 200) -> list[dict]:
+def breakdown(run_dir: Path, rows: list[dict], folder: Path, n: int = BREAKDOWN_CALLS) -> list[dict]:
     "What one request costs apart from HTTP: the model's single-row call (back to back and after a pause), and one fsync'd log line on this disk."
     import statistics
     from fusion_nb.scoring import load_model
@@ -292,7 +293,7 @@ def run(args, out: Path):
     n_tp = 2000 if args.quick and args.throughput_rows == 20_000 else args.throughput_rows
     measured = Path(args.run) if args.run else tiny_run(out / 'run', *((3000, True) if args.quick else (args.train_rows, False)))
     run_dir = served_copy(measured, out)          # the service writes its state on shutdown: never into the run itself
-    need = (int(sum(args.rates) * seconds) + (len(args.list_sizes) + 1) * n_tp) * len(args.variants) + 410
+    need = (int(sum(args.rates) * seconds) + (len(args.list_sizes) + 1) * n_tp) * len(args.variants) + 2 * BREAKDOWN_CALLS
     rows = later_rows(run_dir, need + 1000)       # in time order: each request must come after the last
     cursor, latency, throughput, health = 0, [], [], []
     def take(n):
@@ -310,7 +311,7 @@ def run(args, out: Path):
     report('serve throughput: back-to-back requests', throughput,
            ['kind', 'service', 'requests', 'ok', 'refused', 'seconds', 'requests_per_s', 'tx_per_s'],
            ['target: >= 5,000 transactions/s micro-batched'], out, 'serve_throughput')
-    parts = breakdown(run_dir, take(410), out / "probe")
+    parts = breakdown(run_dir, take(2 * BREAKDOWN_CALLS), out / 'probe')
     ms = sorted(x * 1000 for x in health)
     parts.append(dict(what='GET /health round trip (the HTTP stack alone)', calls=len(ms), p50_ms=percentile(ms, .5),
                       p99_ms=percentile(ms, .99), max_ms=ms[-1], mean_ms=sum(ms) / len(ms)))

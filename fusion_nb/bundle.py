@@ -27,7 +27,7 @@ from .views import (VIEWS_VERSION, TrainedViews, save_view_encoders, load_view_e
 __all__ = ['SMALL_LOOKUP', 'STATE_FORMAT', 'BUNDLE_FORMAT', 'BUNDLE_DIR', 'HEAD_CHUNK_ROWS', 'ScoringState',
            'state_from_transactions', 'state_transactions', 'account_codes', 'seen_tx_ids', 'history_rows',
            'append_rows', 'node_states', 'cold_state', 'StateError', 'save_state', 'load_state', 'BundleError',
-           'inference_head', 'mean_scores', 'write_bundle', 'Bundle', 'read_bundle']
+           'load_heads', 'inference_head', 'mean_scores', 'write_bundle', 'Bundle', 'read_bundle']
 
 # %% ../nbs/14_bundle.ipynb #b14b0006
 _COLUMNS = ('tx_id', 'time', 'src', 'dst', 'amount', 'type')
@@ -83,11 +83,15 @@ def _take(columns: dict, rows) -> dict: return {k: v[rows] for k, v in columns.i
 
 def _concat(chunks: list) -> dict: return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
+def _account_names(state: ScoringState) -> np.ndarray:
+    "Every account name by code: the base table's, then those appended (their codes follow in order)."
+    return np.concatenate([state.accounts, np.array(list(state._names), dtype=object)]) if state._names else state.accounts
+
 def _compact(state: ScoringState) -> ScoringState:
     "Merge the appended rows and accounts into the base table (indices are rebuilt when next needed)."
     if state._log: state.columns = _concat([state.columns, *state._log]); state._log = []
     if state._names:
-        state.accounts = np.concatenate([state.accounts, np.array(list(state._names), dtype=object)])
+        state.accounts = _account_names(state)
         state._names = {}
     state._cache = {}
     return state
@@ -135,7 +139,7 @@ def state_transactions(state: ScoringState, columns: dict | None = None, account
                               type=pd.Categorical.from_codes(c['type'], categories=state.types),
                               label=np.zeros(len(c['tx_id']), np.int8)))
     for i, name in enumerate(state.feature_columns): frame[name] = c['extras'][:, i]
-    names = accounts if accounts is not None else np.concatenate([state.accounts, np.array(list(state._names), dtype=object)])
+    names = accounts if accounts is not None else _account_names(state)
     return Transactions(frame=frame, accounts=names, source='scoring', feature_columns=list(state.feature_columns))
 
 # %% ../nbs/14_bundle.ipynb #b14b0014
@@ -316,14 +320,19 @@ def _heads_from_checkpoints(checkpoints: dict) -> list[dict]:
                           best_val_ap=(ck.get('metrics') or {}).get('val_ap')))   # the metrics of the epoch kept
     return heads
 
-def _build_heads(heads: list[dict]) -> list[torch.nn.Module]:
-    "The head modules of `heads` (as `_heads_from_checkpoints` or the bundle gives them), weights loaded, in inference form."
+def _build_heads(heads: list[dict], inference: bool = True) -> list[torch.nn.Module]:
+    "The head modules of `heads` (as `_heads_from_checkpoints` or `load_heads` gives them), weights loaded, in inference form (or as trained, in eval mode)."
     out = []
     for h in heads:
         hp = dict(h['hparams']); name = hp.pop('name')
         module = build_head(name, hp.pop('gnn_dim'), hp.pop('seq_dim'), **hp)
-        module.load_state_dict(h['state_dict']); out.append(inference_head(module))
+        module.load_state_dict(h['state_dict']); out.append(inference_head(module) if inference else module.eval())
     return out
+
+def load_heads(folder, meta: dict, inference: bool = True) -> list[torch.nn.Module]:
+    "A bundle's heads, one per seed, from `folder`/heads.pt (without pickle) and its `meta`: in inference form, or as trained."
+    weights = torch.load(Path(folder) / 'heads.pt', weights_only=True, map_location='cpu')
+    return _build_heads([dict(h, state_dict=weights[f'seed{h["seed"]}']) for h in meta['heads']], inference)
 
 
 # %% ../nbs/14_bundle.ipynb #b14b0041
@@ -447,8 +456,7 @@ def read_bundle(run_dir, state_path=None) -> Bundle:
                           f'{meta.get("fusion_nb_version")}, or train again.')
     try: encoders = load_view_encoders(folder / 'encoders.pt')
     except EncodersError as e: raise BundleError(str(e)) from None
-    weights = torch.load(folder / 'heads.pt', weights_only=True, map_location='cpu')
-    heads = _build_heads([dict(h, state_dict=weights[f'seed{h["seed"]}']) for h in meta['heads']])
+    heads = load_heads(folder, meta)
     try: state = load_state(Path(state_path) if state_path else folder / 'state.npz')
     except StateError as e: raise BundleError(str(e)) from None
     return Bundle(folder, meta, encoders, heads, state)

@@ -15,7 +15,7 @@ from .sequence_view import build_histories, gather_sequences, scaled_step_featur
 from .loaders import load_dataset, sniff_format, DATASET_KINDS
 from .bundle import (Bundle, BundleError, ScoringState, read_bundle, account_codes, seen_tx_ids, history_rows,
                               append_rows, state_transactions, node_states, cold_state, mean_scores, save_state,
-                              _all_columns, _concat, BUNDLE_DIR)
+                              _all_columns, _account_names, _concat, BUNDLE_DIR)
 
 # %% auto #0
 __all__ = ['FAST_ROWS', 'SCORE_COLUMNS', 'CANONICAL', 'ScoringInputError', 'check_columns', 'FraudModel', 'embed', 'score_arrays',
@@ -373,9 +373,6 @@ def score(self: FraudModel, transactions, update_state: bool = False) -> pd.Data
     "One row per transaction, in (time, tx_id) order: tx_id, score, alert, graph_share, seq_share, cold_start."
     return pd.DataFrame(score_arrays(self, transactions, update_state))
 
-def _account_name(state: ScoringState, code: int):
-    return state.accounts[code] if code < len(state.accounts) else next(n for n, c in state._names.items() if c == code)
-
 def warm_up(self: FraudModel) -> float:
     """Score the state's last transaction again under an unused id and keep nothing: the one-off costs of a first
     call (allocations, lazy set-up; 30-90 ms) are paid here, not by the first real request. Seconds taken."""
@@ -384,9 +381,9 @@ def warm_up(self: FraudModel) -> float:
     last = {k: v[0] for k, v in _all_columns(st, np.array([st.n_rows - 1])).items()}
     tx_id = int(last['tx_id']) + 1
     while seen_tx_ids(st, [tx_id])[0]: tx_id += 1
-    finite = lambda x: float(x) if np.isfinite(x) else 0.0
-    record = dict(tx_id=tx_id, time=float(last['time']), src=_account_name(st, int(last['src'])),
-                  dst=_account_name(st, int(last['dst'])), amount=finite(last['amount']), type=st.types[max(int(last['type']), 0)],
+    finite, names = (lambda x: float(x) if np.isfinite(x) else 0.0), _account_names(st)
+    record = dict(tx_id=tx_id, time=float(last['time']), src=names[last['src']], dst=names[last['dst']],
+                  amount=finite(last['amount']), type=st.types[max(int(last['type']), 0)],
                   **{c: finite(v) for c, v in zip(st.feature_columns, last['extras'])})
     start = time.perf_counter()
     self.score_arrays([record])
