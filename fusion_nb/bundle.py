@@ -24,10 +24,11 @@ from .views import (VIEWS_VERSION, TrainedViews, save_view_encoders, load_view_e
                              default_split, gnn_dims)
 
 # %% auto #0
-__all__ = ['SMALL_LOOKUP', 'STATE_FORMAT', 'BUNDLE_FORMAT', 'BUNDLE_DIR', 'HEAD_CHUNK_ROWS', 'ScoringState',
+__all__ = ['SMALL_LOOKUP', 'STATE_FORMAT', 'BUNDLE_FORMAT', 'BUNDLE_DIR', 'HEAD_CHUNK_ROWS', 'STACKED_MAX_ROWS', 'ScoringState',
            'state_from_transactions', 'state_transactions', 'account_codes', 'seen_tx_ids', 'history_rows',
            'append_rows', 'node_states', 'cold_state', 'StateError', 'save_state', 'load_state', 'BundleError',
-           'load_heads', 'inference_head', 'mean_scores', 'write_bundle', 'Bundle', 'read_bundle']
+           'load_heads', 'inference_head', 'StackedHeads', 'stacked_heads', 'mean_scores', 'write_bundle', 'Bundle',
+           'read_bundle']
 
 # %% ../nbs/14_bundle.ipynb #b14b0006
 _COLUMNS = ('tx_id', 'time', 'src', 'dst', 'amount', 'type')
@@ -354,8 +355,73 @@ def inference_head(head: torch.nn.Module) -> torch.nn.Module:
             if isinstance(child, torch.nn.Sequential): setattr(parent, name, _folded(child))
     return head
 
-def _chunk_scores(heads: list, g: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    "(sum over `heads` of the fraud probability [n], sum of the modality weights [n, 2] or None if a head has none)."
+STACKED_MAX_ROWS = 256        # chunks of at most this many rows run a bundle's heads stacked (`stacked_heads`), larger ones head by head
+
+class _StackedLinear(torch.nn.Module):
+    "E `Linear` layers as one: input [n, in] shared by all (one wide product) or [E, n, in] (one batched product) -> [E, n, out]."
+    def __init__(self, layers: list):
+        super().__init__()
+        w = torch.stack([l.weight.detach() for l in layers])                                       # [E, out, in]
+        b = torch.stack([l.bias.detach() if l.bias is not None else torch.zeros_like(l.weight[:, 0]) for l in layers])
+        self.register_buffer('weight', w.transpose(1, 2).contiguous()); self.register_buffer('bias', b[:, None].contiguous())
+        self.register_buffer('wide', w.reshape(-1, w.shape[2]).t().contiguous()); self.register_buffer('wide_bias', b.reshape(-1))
+
+    def forward(self, x):
+        e, _, out = self.weight.shape
+        if x.dim() == 2: return torch.addmm(self.wide_bias, x, self.wide).view(len(x), e, out).transpose(0, 1)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+class _StackedLayerNorm(torch.nn.Module):
+    "E `LayerNorm`s over the last dimension as one: [E, n, H] -> [E, n, H], each with its own scale and shift."
+    def __init__(self, layers: list):
+        super().__init__()
+        self.shape, self.eps = tuple(layers[0].normalized_shape), layers[0].eps
+        affine = layers[0].weight is not None
+        self.register_buffer('weight', torch.stack([l.weight.detach() for l in layers])[:, None] if affine else None)
+        self.register_buffer('bias', torch.stack([l.bias.detach() for l in layers])[:, None] if affine and layers[0].bias is not None else None)
+
+    def forward(self, x):
+        y = torch.nn.functional.layer_norm(x, self.shape, eps=self.eps)
+        if self.weight is None: return y
+        return y * self.weight if self.bias is None else torch.addcmul(self.bias, y, self.weight)
+
+_STATELESS = (torch.nn.ReLU, torch.nn.Tanh, torch.nn.Sigmoid, torch.nn.Identity)   # FastTanh is a Tanh
+
+def _stacked_layer(layers: list) -> torch.nn.Module | None:
+    "One module doing the work of `layers` (one per head, same type) on [E, n, ...] tensors, or None if it cannot."
+    first = layers[0]
+    if any(type(l) is not type(first) for l in layers): return None
+    if type(first) is torch.nn.Linear: return _StackedLinear(layers)
+    if type(first) is torch.nn.LayerNorm and len(first.normalized_shape) == 1: return _StackedLayerNorm(layers)
+    if type(first) is torch.nn.Softmax and first.dim in (1, -1): return torch.nn.Softmax(dim=-1)   # a head's [n, C] rows
+    return first if isinstance(first, _STATELESS) and not list(first.parameters()) else None
+
+@dataclass(repr=False)
+class StackedHeads:
+    "Heads of one architecture (a run's seeds) as one module: `head.forward_with_weights(g, s)` gives [E, n, ...] outputs."
+    head: torch.nn.Module
+    n: int
+
+def stacked_heads(heads: list) -> StackedHeads | None:
+    "`heads` (two or more, inference form, one class and shape) with every `Sequential` block's layers stacked; None where that cannot be done."
+    if len(heads) < 2 or len({(type(h), json.dumps(getattr(h, 'hparams', None), sort_keys=True, default=str)) for h in heads}) != 1: return None
+    template = heads[0]
+    if list(template.parameters(recurse=False)) or list(template.buffers(recurse=False)): return None
+    blocks = {}
+    for name, child in template.named_children():
+        if not isinstance(child, torch.nn.Sequential): return None
+        layers = [_stacked_layer(list(group)) for group in zip(*[getattr(h, name) for h in heads])]
+        if None in layers or any(len(getattr(h, name)) != len(child) for h in heads): return None
+        blocks[name] = torch.nn.Sequential(*layers)
+    stacked = copy.copy(template)                          # the head's forward, with its blocks replaced (not copied)
+    stacked._modules = dict(blocks)
+    return StackedHeads(stacked.eval(), len(heads))
+
+def _chunk_scores(heads, g: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    "(sum over `heads` (a list, or a `StackedHeads`) of the fraud probability [n], sum of the modality weights [n, 2] or None if a head has none)."
+    if isinstance(heads, StackedHeads):
+        logits, w = heads.head.forward_with_weights(g, s)                   # [E, n, C], [E, n, 2] or None
+        return torch.softmax(logits.float(), dim=-1)[..., 1].sum(0), None if w is None else w.float().sum(0)
     prob, weights = 0.0, 0.0
     for h in heads:
         logits, w = h.forward_with_weights(g, s)
@@ -364,18 +430,21 @@ def _chunk_scores(heads: list, g: torch.Tensor, s: torch.Tensor) -> tuple[torch.
     return prob, weights
 
 @torch.inference_mode()
-def mean_scores(heads: list, gnn, seq, chunk_rows: int = HEAD_CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
-    "(fraud probability [N] averaged over `heads` (eval mode), modality weights [N, 2] likewise; NaN for heads without)."
+def mean_scores(heads: list, gnn, seq, chunk_rows: int = HEAD_CHUNK_ROWS, stacked: StackedHeads | None = None) -> tuple[np.ndarray, np.ndarray]:
+    "(fraud probability [N] averaged over `heads` (eval mode), modality weights [N, 2] likewise; NaN for heads without). `stacked`: `stacked_heads(heads)`, used for chunks of at most `STACKED_MAX_ROWS` rows."
     if any(h.training for h in heads): raise ValueError('mean_scores: the heads must be in eval mode (as `inference_head` gives them).')
+    if stacked is not None and stacked.n != len(heads): raise ValueError(f'mean_scores: `stacked` holds {stacked.n} heads, not the {len(heads)} given.')
     device = next(heads[0].parameters()).device
     g, s = float_tensor(gnn, device, 'mean_scores gnn'), float_tensor(seq, device, 'mean_scores seq')
     for h in heads: _check_widths(h, g, s, 'mean_scores')
-    parts = [_chunk_scores(heads, g[lo:lo + chunk_rows], s[lo:lo + chunk_rows]) for lo in range(0, len(g), chunk_rows)]
+    chunks = [(g[lo:lo + chunk_rows], s[lo:lo + chunk_rows]) for lo in range(0, len(g), chunk_rows)]
+    parts = [_chunk_scores(stacked if stacked is not None and len(gc) <= STACKED_MAX_ROWS else heads, gc, sc) for gc, sc in chunks]
     if not parts: return np.zeros(0, np.float32), np.zeros((0, 2), np.float32)
     prob = torch.cat([p for p, _ in parts]) / len(heads)
     if any(w is None for _, w in parts): weights = torch.full((len(g), 2), float('nan'))
     else: weights = torch.cat([w for _, w in parts]) / len(heads)
     return prob.cpu().numpy(), weights.cpu().numpy()
+
 
 # %% ../nbs/14_bundle.ipynb #b14b0032
 def _schema(tx: Transactions, state: ScoringState, k: int) -> dict:

@@ -80,7 +80,7 @@ class SimpleFusion(FusionHead):
                 nn.init.zeros_(module.bias)
 
     def forward_with_weights(self, gnn, seq):
-        return self.fusion(torch.cat([gnn, seq], dim=1)), None
+        return self.fusion(torch.cat([gnn, seq], dim=-1)), None
 
 # %% ../nbs/06_fusion.ipynb #39571f1b
 class AttentionFusion(FusionHead):
@@ -97,8 +97,8 @@ class AttentionFusion(FusionHead):
 
     def forward_with_weights(self, gnn, seq):
         gnn_h, seq_h = self.gnn_proj(gnn), self.seq_proj(seq)
-        weights = self.attention(torch.cat([gnn_h, seq_h], dim=1))
-        fused = gnn_h * weights[:, 0:1] + seq_h * weights[:, 1:2]
+        weights = self.attention(torch.cat([gnn_h, seq_h], dim=-1))
+        fused = gnn_h * weights[..., 0:1] + seq_h * weights[..., 1:2]
         return self.classifier(fused), weights
 
 # %% ../nbs/06_fusion.ipynb #938565e2
@@ -116,10 +116,10 @@ class GatedFusion(FusionHead):
 
     def forward_with_weights(self, gnn, seq):
         gnn_h, seq_h = self.gnn_proj(gnn), self.seq_proj(seq)
-        gate = self.gate(torch.cat([gnn_h, seq_h], dim=1))
-        fused = torch.cat([gnn_h * gate, seq_h * (1 - gate)], dim=1)
-        graph_share = gate.mean(dim=1)
-        return self.classifier(fused), torch.stack([graph_share, 1 - graph_share], dim=1)
+        gate = self.gate(torch.cat([gnn_h, seq_h], dim=-1))
+        fused = torch.cat([gnn_h * gate, seq_h * (1 - gate)], dim=-1)
+        graph_share = gate.mean(dim=-1)
+        return self.classifier(fused), torch.stack([graph_share, 1 - graph_share], dim=-1)
 
 # %% ../nbs/06_fusion.ipynb #8a58a91a
 class CrossModalFusion(FusionHead):

@@ -15,7 +15,7 @@ from .sequence_view import build_histories, gather_sequences, scaled_step_featur
 from .loaders import load_dataset, sniff_format, DATASET_KINDS
 from .bundle import (Bundle, BundleError, ScoringState, read_bundle, account_codes, seen_tx_ids, history_rows,
                               append_rows, state_transactions, node_states, cold_state, mean_scores, save_state,
-                              _all_columns, _account_names, _concat, BUNDLE_DIR)
+                              stacked_heads, _all_columns, _account_names, _concat, BUNDLE_DIR)
 
 # %% auto #0
 __all__ = ['FAST_ROWS', 'SCORE_COLUMNS', 'CANONICAL', 'ScoringInputError', 'check_columns', 'FraudModel', 'embed', 'score_arrays',
@@ -315,6 +315,7 @@ class FraudModel:
     def __init__(self, bundle: Bundle, run_dir=None):
         self.bundle, self.run_dir = bundle, Path(run_dir) if run_dir else bundle.path.parent
         self._cold = cold_state(bundle.encoders.gnn)
+        self._stacked = stacked_heads(bundle.heads)   # the seeds as one module, for requests of a few rows (14_bundle)
         self.fast_rows = FAST_ROWS       # 0: every request takes the general (pandas) path
 
     state = property(lambda self: self.bundle.state, doc='The `ScoringState` scoring reads (and `update_state` extends).')
@@ -362,7 +363,7 @@ def score_arrays(self: FraudModel, transactions, update_state: bool = False) -> 
     cols = self._checked(transactions)
     new = _new_columns(self.state, cols)
     gnn, seq, cold = _embed(self, new)
-    prob, weights = mean_scores(self.heads, gnn, seq)
+    prob, weights = mean_scores(self.heads, gnn, seq, stacked=self._stacked)
     if update_state:      # codes of accounts seen so far stay; only unseen names must be added (same codes)
         fresh = (new['src'] >= self.state.n_accounts).any() or (new['dst'] >= self.state.n_accounts).any()
         append_rows(self.state, _new_columns(self.state, cols, add=True) if fresh else new)
