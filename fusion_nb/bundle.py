@@ -357,50 +357,54 @@ def inference_head(head: torch.nn.Module) -> torch.nn.Module:
 
 STACKED_MAX_ROWS = 256        # chunks of at most this many rows run a bundle's heads stacked (`stacked_heads`), larger ones head by head
 
-class _StackedLinear(torch.nn.Module):
+class _StackedLinear:
     "E `Linear` layers as one: input [n, in] shared by all (one wide product) or [E, n, in] (one batched product) -> [E, n, out]."
     def __init__(self, layers: list):
-        super().__init__()
         w = torch.stack([l.weight.detach() for l in layers])                                       # [E, out, in]
         b = torch.stack([l.bias.detach() if l.bias is not None else torch.zeros_like(l.weight[:, 0]) for l in layers])
-        self.register_buffer('weight', w.transpose(1, 2).contiguous()); self.register_buffer('bias', b[:, None].contiguous())
-        self.register_buffer('wide', w.reshape(-1, w.shape[2]).t().contiguous()); self.register_buffer('wide_bias', b.reshape(-1))
+        self.weight, self.bias = w.transpose(1, 2).contiguous(), b[:, None].contiguous()
+        self.wide, self.wide_bias = w.reshape(-1, w.shape[2]).t().contiguous(), b.reshape(-1)
 
-    def forward(self, x):
+    def __call__(self, x):
         e, _, out = self.weight.shape
         if x.dim() == 2: return torch.addmm(self.wide_bias, x, self.wide).view(len(x), e, out).transpose(0, 1)
         return torch.baddbmm(self.bias, x, self.weight)
 
-class _StackedLayerNorm(torch.nn.Module):
+class _StackedLayerNorm:
     "E `LayerNorm`s over the last dimension as one: [E, n, H] -> [E, n, H], each with its own scale and shift."
     def __init__(self, layers: list):
-        super().__init__()
         self.shape, self.eps = tuple(layers[0].normalized_shape), layers[0].eps
-        affine = layers[0].weight is not None
-        self.register_buffer('weight', torch.stack([l.weight.detach() for l in layers])[:, None] if affine else None)
-        self.register_buffer('bias', torch.stack([l.bias.detach() for l in layers])[:, None] if affine and layers[0].bias is not None else None)
+        stack = lambda name: None if getattr(layers[0], name) is None else torch.stack([getattr(l, name).detach() for l in layers])[:, None]
+        self.weight, self.bias = stack('weight'), stack('bias')
 
-    def forward(self, x):
+    def __call__(self, x):
         y = torch.nn.functional.layer_norm(x, self.shape, eps=self.eps)
         if self.weight is None: return y
         return y * self.weight if self.bias is None else torch.addcmul(self.bias, y, self.weight)
 
-_STATELESS = (torch.nn.ReLU, torch.nn.Tanh, torch.nn.Sigmoid, torch.nn.Identity)   # FastTanh is a Tanh
+class _Chain(list):
+    "A `Sequential` of plain callables: the same composition without a module call per layer."
+    def __call__(self, x):
+        for f in self: x = f(x)
+        return x
 
-def _stacked_layer(layers: list) -> torch.nn.Module | None:
-    "One module doing the work of `layers` (one per head, same type) on [E, n, ...] tensors, or None if it cannot."
+def _stacked_layer(layers: list):
+    "One callable doing the work of `layers` (one per head, same type) on [E, n, ...] tensors, or None if it cannot."
     first = layers[0]
     if any(type(l) is not type(first) for l in layers): return None
     if type(first) is torch.nn.Linear: return _StackedLinear(layers)
     if type(first) is torch.nn.LayerNorm and len(first.normalized_shape) == 1: return _StackedLayerNorm(layers)
-    if type(first) is torch.nn.Softmax and first.dim in (1, -1): return torch.nn.Softmax(dim=-1)   # a head's [n, C] rows
-    return first if isinstance(first, _STATELESS) and not list(first.parameters()) else None
+    if type(first) is torch.nn.Softmax and first.dim in (1, -1): return lambda x: torch.softmax(x, dim=-1)   # a head's [n, C] rows
+    if list(first.parameters()) or list(first.buffers()): return None
+    if isinstance(first, torch.nn.Tanh): return first.forward          # FastTanh too: its own kernel choice
+    return {torch.nn.ReLU: torch.relu, torch.nn.Sigmoid: torch.sigmoid, torch.nn.Identity: lambda x: x}.get(type(first))
 
 @dataclass(repr=False)
 class StackedHeads:
-    "Heads of one architecture (a run's seeds) as one module: `head.forward_with_weights(g, s)` gives [E, n, ...] outputs."
+    "Heads of one architecture (a run's seeds) as one: `head.forward_with_weights(g, s)` gives [E, n, ...] outputs."
     head: torch.nn.Module
     n: int
+    device: torch.device
 
 def stacked_heads(heads: list) -> StackedHeads | None:
     "`heads` (two or more, inference form, one class and shape) with every `Sequential` block's layers stacked; None where that cannot be done."
@@ -409,13 +413,13 @@ def stacked_heads(heads: list) -> StackedHeads | None:
     if list(template.parameters(recurse=False)) or list(template.buffers(recurse=False)): return None
     blocks = {}
     for name, child in template.named_children():
-        if not isinstance(child, torch.nn.Sequential): return None
-        layers = [_stacked_layer(list(group)) for group in zip(*[getattr(h, name) for h in heads])]
-        if None in layers or any(len(getattr(h, name)) != len(child) for h in heads): return None
-        blocks[name] = torch.nn.Sequential(*layers)
-    stacked = copy.copy(template)                          # the head's forward, with its blocks replaced (not copied)
-    stacked._modules = dict(blocks)
-    return StackedHeads(stacked.eval(), len(heads))
+        if not isinstance(child, torch.nn.Sequential) or any(len(getattr(h, name)) != len(child) for h in heads): return None
+        blocks[name] = _Chain(_stacked_layer(list(group)) for group in zip(*[getattr(h, name) for h in heads]))
+        if None in blocks[name]: return None
+    stacked = copy.copy(template).eval()                 # the head's own forward; its blocks replaced by the chains
+    stacked._modules = {}
+    for name, chain in blocks.items(): object.__setattr__(stacked, name, chain)
+    return StackedHeads(stacked, len(heads), next(template.parameters()).device)
 
 def _chunk_scores(heads, g: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     "(sum over `heads` (a list, or a `StackedHeads`) of the fraud probability [n], sum of the modality weights [n, 2] or None if a head has none)."
@@ -433,8 +437,9 @@ def _chunk_scores(heads, g: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor
 def mean_scores(heads: list, gnn, seq, chunk_rows: int = HEAD_CHUNK_ROWS, stacked: StackedHeads | None = None) -> tuple[np.ndarray, np.ndarray]:
     "(fraud probability [N] averaged over `heads` (eval mode), modality weights [N, 2] likewise; NaN for heads without). `stacked`: `stacked_heads(heads)`, used for chunks of at most `STACKED_MAX_ROWS` rows."
     if any(h.training for h in heads): raise ValueError('mean_scores: the heads must be in eval mode (as `inference_head` gives them).')
-    if stacked is not None and stacked.n != len(heads): raise ValueError(f'mean_scores: `stacked` holds {stacked.n} heads, not the {len(heads)} given.')
     device = next(heads[0].parameters()).device
+    if stacked is not None and (stacked.n != len(heads) or stacked.device != device):
+        raise ValueError(f'mean_scores: `stacked` holds {stacked.n} heads on {stacked.device}, not the {len(heads)} given on {device}: build it again with stacked_heads(heads).')
     g, s = float_tensor(gnn, device, 'mean_scores gnn'), float_tensor(seq, device, 'mean_scores seq')
     for h in heads: _check_widths(h, g, s, 'mean_scores')
     chunks = [(g[lo:lo + chunk_rows], s[lo:lo + chunk_rows]) for lo in range(0, len(g), chunk_rows)]
