@@ -305,14 +305,33 @@ def _packed_outputs(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> to
     seq = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
     return pad_packed_sequence(lstm(seq)[0], batch_first=True, total_length=x.shape[1])[0]
 
-LSTM_SPLIT_MIN_ROWS = 96    # below this many histories, packing all of them beats splitting off the full ones
+def _reversed_outputs(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    "`_packed_outputs` of a one-layer bidirectional LSTM without packing: the backward direction reads each history's valid steps in reverse."
+    k, one = x.shape[1], lengths.clamp(min=1)[:, None]                # an empty history runs one (zero) step, as when packed
+    t = torch.arange(k, device=x.device)[None]
+    order = torch.where(t < one, one - 1 - t, t)                      # valid steps reversed, padding in place: its own inverse
+    h0 = x.new_zeros(1, len(x), lstm.hidden_size)
+    names = ('weight_ih', 'weight_hh') + (('bias_ih', 'bias_hh') if lstm.bias else ())
+    def run(inp, suffix):
+        weights = [getattr(lstm, f'{n}_l0{suffix}') for n in names]
+        return torch.lstm(inp, (h0, h0), weights, lstm.bias, 1, 0.0, lstm.training, False, True)[0]
+    gather = lambda a, idx: a.gather(1, idx[..., None].expand(-1, -1, a.shape[2]))
+    out = torch.cat([run(x, ''), gather(run(gather(x, order), '_reverse'), order)], -1)
+    return out.masked_fill(~(t < one)[..., None], 0.0)              # padding steps read 0, as `pad_packed_sequence` gives them
+
+LSTM_SPLIT_MIN_ROWS = 96    # below this many histories: no split, and (one-layer LSTMs) no packing either
+
+def _short_outputs(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, split_min_rows: int) -> torch.Tensor:
+    "`_packed_outputs`, computed without packing for fewer than `split_min_rows` histories where the LSTM allows it."
+    unpacked = len(x) < split_min_rows and lstm.num_layers == 1 and lstm.proj_size == 0 and lstm.bidirectional
+    return (_reversed_outputs if unpacked else _packed_outputs)(lstm, x, lengths)
 
 def _bilstm_map(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, fn, split_min_rows: int = LSTM_SPLIT_MIN_ROWS) -> torch.Tensor:
     "`fn(outputs, lengths)` row by row for a bidirectional LSTM over left-aligned histories: full ones run as one plain batch, only shorter ones packed."
     full = lengths >= x.shape[1]
     n_full = int(full.sum())
     if n_full == len(x): return fn(lstm(x)[0], lengths)
-    if n_full == 0 or len(x) < split_min_rows: return fn(_packed_outputs(lstm, x, lengths), lengths)
+    if n_full == 0 or len(x) < split_min_rows: return fn(_short_outputs(lstm, x, lengths, split_min_rows), lengths)
     full_rows, short_rows = full.nonzero().squeeze(1), (~full).nonzero().squeeze(1)   # gathers and copies by index:
     full_part = fn(lstm(x.index_select(0, full_rows))[0], lengths.index_select(0, full_rows))   # several times faster
     short_lengths = lengths.index_select(0, short_rows)                              # than boolean masks
