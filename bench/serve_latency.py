@@ -14,7 +14,8 @@ quoting the figures.
    back to back; (b) many clients (`--clients`) sending single transactions back to back, which the service
    micro-batches itself. Transactions/s.
    Both for each service variant (`--variants`): the server's `--batch-wait-ms` 0 and 1 with the log fsync'd before
-   each answer, and 0 with `--no-fsync` (durable across a crash of the process, not of the machine).
+   each answer, and 0 with `--no-fsync` (durable across a crash of the process, not of the machine); and 0 with
+   `--busy-poll-ms 20` (the loop polls for 20 ms after each request instead of sleeping), fsync'd and not.
 
 3. Breakdown: the model's single-row `score` call in this process and one fsync'd log line on this disk, the two
    costs of a request besides HTTP.
@@ -36,12 +37,13 @@ def free_port() -> int:
 
 
 def start_service(run_dir: Path, state_dir: Path, batch_wait_ms: float, threads: int, fsync: bool = True,
-                  timeout: float = 120):
+                  timeout: float = 120, busy_poll_ms: float = 0.0):
     "`fusion-nb serve` in a child process on a free loopback port; returns (process, port) once /health answers."
     port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [sys.executable, '-m', 'fusion_nb.cli', 'serve', str(run_dir), '--port', str(port), '--state-dir', str(state_dir),
-           '--batch-wait-ms', str(batch_wait_ms), '--threads', str(threads)] + ([] if fsync else ['--no-fsync'])
+           '--batch-wait-ms', str(batch_wait_ms), '--threads', str(threads), '--busy-poll-ms', str(busy_poll_ms)]
+    cmd += [] if fsync else ['--no-fsync']
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -203,9 +205,9 @@ def add_args(ap):
     ap.add_argument('--list-sizes', type=int, nargs='+', default=[10, 32, 100, 1000],
                     help='transactions per list request (a client that sends micro-batches)')
     ap.add_argument('--clients', type=int, default=32, help='concurrent single-transaction clients (micro-batching)')
-    ap.add_argument('--variants', type=parse_variant, nargs='+', default=[(0.0, True), (1.0, True), (0.0, False)],
-                    metavar='MS[:nofsync]', help="services to compare: --batch-wait-ms, and :nofsync for --no-fsync "
-                                                 '(default: 0 1 0:nofsync)')
+    ap.add_argument('--variants', type=parse_variant, nargs='+', default=[parse_variant(v) for v in DEFAULT_VARIANTS],
+                    metavar='MS[:nofsync][:pollN]', help="services to compare: --batch-wait-ms, :nofsync for --no-fsync, "
+                    f":pollN for --busy-poll-ms N (default: {' '.join(DEFAULT_VARIANTS)})")
     ap.add_argument('--throughput-rows', type=int, default=20_000, help='transactions per throughput measurement (--quick: 2000)')
 
 
@@ -218,14 +220,21 @@ async def health_round_trips(port: int, n: int = 200) -> list[float]:
     return times
 
 
-def variant_name(wait: float, fsync: bool) -> str: return f"wait {wait:g} ms{'' if fsync else ', no fsync'}"
+DEFAULT_VARIANTS = ('0', '1', '0:nofsync', '0:poll20', '0:nofsync:poll20')
 
 
-def parse_variant(text: str) -> tuple[float, bool]:
-    "'0' or '1.5' (fsync on), '0:nofsync' (fsync off) -> (batch wait ms, fsync)."
-    wait, _, mode = text.partition(':')
-    if mode not in ('', 'fsync', 'nofsync'): raise argparse.ArgumentTypeError(f'{text!r}: expected MS, MS:fsync or MS:nofsync')
-    return float(wait), mode != 'nofsync'
+def variant_name(wait: float, fsync: bool, poll: float = 0.0) -> str:
+    return f"wait {wait:g} ms{'' if fsync else ', no fsync'}{f', poll {poll:g} ms' if poll else ''}"
+
+
+def parse_variant(text: str) -> tuple[float, bool, float]:
+    "'0' or '1.5' (fsync on), '0:nofsync' (fsync off), '0:poll20' (busy polling 20 ms) -> (batch wait ms, fsync, busy poll ms)."
+    wait, *modes = text.split(':')
+    try:
+        polls = [float(m[4:]) for m in modes if m.startswith('poll')]
+        if len(polls) > 1 or any(m not in ('fsync', 'nofsync') and not m.startswith('poll') for m in modes): raise ValueError
+        return float(wait), 'nofsync' not in modes, (polls or [0.0])[0]
+    except ValueError: raise argparse.ArgumentTypeError(f'{text!r}: expected MS, MS:nofsync, MS:pollN or MS:nofsync:pollN') from None
 
 
 def latency_plot(rows: list[dict], out: Path):
@@ -257,10 +266,11 @@ def measured(coroutine):
     with no_gc_pauses(): return asyncio.run(coroutine)
 
 
-def measure_service(args, run_dir: Path, out: Path, wait: float, fsync: bool, take, seconds: float, n_tp: int):
+def measure_service(args, run_dir: Path, out: Path, variant: tuple, take, seconds: float, n_tp: int):
     "Latency rows, throughput rows and /health round trips against one service process."
-    name, latency, throughput = variant_name(wait, fsync), [], []
-    proc, port = start_service(run_dir, out / f"state_{name.replace(' ', '_').replace(',', '')}", wait, args.threads, fsync)
+    (wait, fsync, poll), name, latency, throughput = variant, variant_name(*variant), [], []
+    proc, port = start_service(run_dir, out / f"state_{name.replace(' ', '_').replace(',', '')}", wait, args.threads, fsync,
+                               busy_poll_ms=poll)
     try:
         for rate in args.rates:
             r = measured(open_loop(port, bodies_of(take(int(rate * seconds))), rate, args.max_outstanding))
@@ -299,8 +309,8 @@ def run(args, out: Path):
     def take(n):
         nonlocal cursor
         cursor += n; return rows[cursor - n:cursor]
-    for wait, fsync in args.variants:
-        lat, tp, trips = measure_service(args, run_dir, out, wait, fsync, take, seconds, n_tp)
+    for variant in args.variants:
+        lat, tp, trips = measure_service(args, run_dir, out, variant, take, seconds, n_tp)
         latency += lat; throughput += tp; health += trips
     notes = [f'run: {measured} (served from a copy, {run_dir}); {seconds:g} s per rate; at most {args.max_outstanding} in flight; service and load generator '
              f'share this {os.cpu_count()}-core machine (and anything else running on it); torch threads in the service: {args.threads}',

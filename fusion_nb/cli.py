@@ -115,7 +115,8 @@ _SERVE_OPTIONS = [   # (ServeConfig field, type, default shown in --help (checke
     ('max_rows', int, 10_000, 'transactions in one request at most'),
     ('max_batch_rows', int, 8_192, 'transactions scored together at most'),
     ('snapshot_every', int, 100_000, 'transactions between state snapshots (the log holds the rest)'),
-    ('threads', int, 1, 'torch CPU threads of the scorer')]
+    ('threads', int, 1, 'torch CPU threads of the scorer'),
+    ('busy_poll_ms', float, 0.0, 'after each request keep polling this long instead of sleeping: a core busy, less latency where waking is slow')]
 
 def _add_serve_parser(commands, fmt) -> None:
     "The `serve` subcommand; options not given keep `fusion_nb.serve.ServeConfig`'s defaults."

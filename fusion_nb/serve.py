@@ -37,6 +37,7 @@ class ServeConfig:
     snapshot_every: int = 100_000       # transactions between state snapshots (the log holds the rest)
     fsync: bool = True                  # fsync the log before answering (off: a power cut may lose answered rows)
     threads: int = 1                    # torch CPU threads of `fusion-nb serve` (small batches gain nothing from more)
+    busy_poll_ms: float = 0.0           # after each request, keep the event loop polling this long instead of sleeping (a core busy)
 
 # %% ../nbs/14b_serve.ipynb #8370600b
 def transaction_schema(types,                 # the transaction types the run knows (`model.schema['types']`)
@@ -313,21 +314,26 @@ class MicroBatcher:
     "Gathers queued requests and scores them in one call on the event loop's thread, in arrival order."
     def __init__(self, keeper: Scorekeeper, config: ServeConfig):
         self.keeper, self.config = keeper, config
-        self.queue, self.task = None, None
+        self.queue, self.task, self.poller, self.awake = None, None, None, None
+        self.polled_s = 0.0                                  # seconds spent busy polling (`busy_poll_ms`), for /health
 
     def start(self):
-        self.queue = asyncio.Queue(); self.task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self.queue, self.awake = asyncio.Queue(), asyncio.Event()
+        self.task = loop.create_task(self._run())
+        if self.config.busy_poll_ms > 0: self.poller = loop.create_task(self._keep_awake())
 
     async def submit(self, records: list[dict]) -> list[dict]:
         "Queue one request; its answers, or raise its RequestError."
         done = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait((records, done))
+        self.queue.put_nowait((records, done)); self.awake.set()
         return await done
 
     async def stop(self):
         "Stop taking requests (a batch is scored whole: no await inside it), then close the writer (state handed back)."
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        tasks = [t for t in (self.task, self.poller) if t is not None]
+        for t in tasks: t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self.keeper.close()
 
     async def _gather(self) -> list[tuple]:
@@ -343,6 +349,18 @@ class MicroBatcher:
             else: break
             batch.append(item); rows += len(item[0])
         return batch
+
+    async def _keep_awake(self):
+        "Busy polling: for `busy_poll_ms` after each request, hand the loop back at once (it then polls its sockets without blocking) instead of letting it sleep."
+        window = self.config.busy_poll_ms / 1000
+        while True:
+            await self.awake.wait()
+            start = now = time.monotonic(); until = start + window
+            while now < until:
+                if self.awake.is_set(): self.awake.clear(); until = now + window   # another request: a new window
+                await asyncio.sleep(0)
+                now = time.monotonic()
+            self.polled_s += now - start
 
     async def _run(self):
         while True:
@@ -395,7 +413,8 @@ def scoring_app(run_dir, state_dir=None, config: ServeConfig | None = None) -> F
     @app.get('/health')
     async def health():
         return dict(status='broken' if keeper.broken else 'ok', seq=keeper.seq, threshold=model.threshold,
-                    state_rows=model.state.n_rows, state_dir=str(keeper.journal.folder), **keeper.counts)
+                    state_rows=model.state.n_rows, state_dir=str(keeper.journal.folder), **keeper.counts,
+                    busy_poll_s=round(batcher.polled_s, 3))
     return app
 
 # %% ../nbs/14b_serve.ipynb #75eced5a
