@@ -450,7 +450,6 @@ def mean_scores(heads: list, gnn, seq, chunk_rows: int = HEAD_CHUNK_ROWS, stacke
     else: weights = torch.cat([w for _, w in parts]) / len(heads)
     return prob.cpu().numpy(), weights.cpu().numpy()
 
-
 # %% ../nbs/14_bundle.ipynb #b14b0032
 def _schema(tx: Transactions, state: ScoringState, k: int) -> dict:
     "What a transaction to score must look like, and the clock and id rules of the run's data."

@@ -326,7 +326,8 @@ class MicroBatcher:
     async def submit(self, records: list[dict]) -> list[dict]:
         "Queue one request; its answers, or raise its RequestError."
         done = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait((records, done)); self.awake.set()
+        self.queue.put_nowait((records, done))
+        if self.poller is not None: self.awake.set()
         return await done
 
     async def stop(self):
