@@ -43,11 +43,14 @@ def add_args(ap):
                     help='rows per step of the heads-alone measurement (fusion_nb.bundle.HEAD_CHUNK_ROWS is the default); '
                          'with --unfolded, each also with the heads as trained (batch norm and dropout kept)')
     ap.add_argument('--unfolded', action='store_true', help='also time the heads as trained, not in inference form')
+    ap.add_argument('--head-workers', type=int, nargs='+', default=[1, 0],
+                    help="CPU threads scoring chunks side by side in the heads-alone measurement (mean_scores' workers; "
+                         "0: its default, torch's thread count; 1: one chunk at a time, each operator on torch's threads)")
 
 
-def head_alone(model, frame, rows: int, repeat: int, chunks=(None,), unfolded=False) -> list[dict]:
+def head_alone(model, frame, rows: int, repeat: int, chunks=(None,), unfolded=False, workers=(0,)) -> list[dict]:
     """The heads alone on ready embeddings (`fusion_nb.bundle.mean_scores`), the new rows' embeddings tiled to `rows`:
-    one row per chunk size, in inference form (as a bundle loads them) and, with `unfolded`, as trained."""
+    one row per chunk size and worker count, in inference form (as a bundle loads them) and, with `unfolded`, as trained."""
     import numpy as np
     from fusion_nb.bundle import mean_scores, load_heads, HEAD_CHUNK_ROWS
     gnn, seq, _ = model.embed(frame)
@@ -57,11 +60,12 @@ def head_alone(model, frame, rows: int, repeat: int, chunks=(None,), unfolded=Fa
     if unfolded: forms.append(('as trained', load_heads(model.bundle.path, model.bundle.meta, inference=False)))
     out = []
     for form, heads in forms:
-        for chunk in chunks:
-            chunk = chunk or HEAD_CHUNK_ROWS
-            (times, _), share = cpu_share(lambda: timed(lambda: mean_scores(heads, gnn, seq, chunk), repeat=repeat, warmup=1))
-            out.append(dict(what=f'heads alone: mean_scores, {len(heads)} head(s), {form}, chunks of {chunk}', rows=rows,
-                            best_s=min(times), median_s=statistics.median(times), tx_per_s=rows / min(times),
+        for chunk, n in ((chunk or HEAD_CHUNK_ROWS, n or None) for chunk in chunks for n in workers):
+            score = lambda: mean_scores(heads, gnn, seq, chunk, workers=n)
+            (times, _), share = cpu_share(lambda: timed(score, repeat=repeat, warmup=1))
+            threads = 'workers: torch threads' if n is None else f'workers: {n}'
+            out.append(dict(what=f'heads alone: mean_scores, {len(heads)} head(s), {form}, chunks of {chunk}, {threads}',
+                            rows=rows, best_s=min(times), median_s=statistics.median(times), tx_per_s=rows / min(times),
                             median_tx_per_s=rows / statistics.median(times), cpu_share=share))
             print(out[-1], flush=True)
     return out
@@ -90,7 +94,7 @@ def run(args, out: Path):
                           tx_per_s=size / min(times), median_tx_per_s=size / statistics.median(times), cpu_share=share))
         print(table[-1], flush=True)
     table += head_alone(model, pd.DataFrame.from_records(rows[:10_000]), 100_000 if args.quick else args.head_rows, args.repeat,
-                        args.head_chunks, args.unfolded)
+                        args.head_chunks, args.unfolded, args.head_workers)
     report('batch scoring of new transactions', table,
            ['what', 'rows', 'best_s', 'median_s', 'tx_per_s', 'median_tx_per_s', 'cpu_share'],
            [f'run: {run_dir}; torch threads {args.threads}; {os.cpu_count()} cores shared with other work',

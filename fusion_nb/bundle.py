@@ -6,7 +6,9 @@ Docs: https://fusion-nb.github.io/fusion_nb/bundle.html.md"""
 
 # %% ../nbs/14_bundle.ipynb #b14b0001
 from __future__ import annotations
-import copy, datetime, hashlib, io, json, zipfile
+import copy, datetime, functools, hashlib, io, json, threading, zipfile
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -24,11 +26,11 @@ from .views import (VIEWS_VERSION, TrainedViews, save_view_encoders, load_view_e
                              default_split, gnn_dims)
 
 # %% auto #0
-__all__ = ['SMALL_LOOKUP', 'STATE_FORMAT', 'BUNDLE_FORMAT', 'BUNDLE_DIR', 'HEAD_CHUNK_ROWS', 'STACKED_MAX_ROWS', 'ScoringState',
-           'state_from_transactions', 'state_transactions', 'account_codes', 'seen_tx_ids', 'history_rows',
-           'append_rows', 'node_states', 'cold_state', 'StateError', 'save_state', 'load_state', 'BundleError',
-           'load_heads', 'inference_head', 'StackedHeads', 'stacked_heads', 'mean_scores', 'write_bundle', 'Bundle',
-           'read_bundle']
+__all__ = ['SMALL_LOOKUP', 'STATE_FORMAT', 'BUNDLE_FORMAT', 'BUNDLE_DIR', 'HEAD_CHUNK_ROWS', 'ONEDNN_LINEAR', 'ONEDNN_MIN_ROWS',
+           'STACKED_MAX_ROWS', 'ScoringState', 'state_from_transactions', 'state_transactions', 'account_codes',
+           'seen_tx_ids', 'history_rows', 'append_rows', 'node_states', 'cold_state', 'StateError', 'save_state',
+           'load_state', 'BundleError', 'load_heads', 'LinearAct', 'inference_head', 'StackedHeads', 'stacked_heads',
+           'mean_scores', 'write_bundle', 'Bundle', 'read_bundle']
 
 # %% ../nbs/14_bundle.ipynb #b14b0006
 _COLUMNS = ('tx_id', 'time', 'src', 'dst', 'amount', 'type')
@@ -339,21 +341,61 @@ def load_heads(folder, meta: dict, inference: bool = True) -> list[torch.nn.Modu
 # %% ../nbs/14_bundle.ipynb #b14b0041
 HEAD_CHUNK_ROWS = 2048        # rows per step when scoring: every head runs over a chunk while it is in cache
 
+ONEDNN_LINEAR = True          # inference form: a Linear and its activation as one oneDNN call on the CPU where torch has it (False: plain calls)
+ONEDNN_MIN_ROWS = 1024        # ... for inputs of at least this many rows: below, oneDNN's fixed cost per call (and per new shape) outweighs the gain
+_ACTIVATION_NAMES = {torch.nn.ReLU: 'relu', torch.nn.Sigmoid: 'sigmoid', torch.nn.Tanh: 'tanh'}   # FastTanh is a Tanh
+_ACTIVATIONS = {'relu': torch.relu, 'sigmoid': torch.sigmoid, 'tanh': torch.tanh, 'none': lambda x: x}
+
+@functools.cache
+def _onednn_linear() -> bool:
+    "Whether this torch has oneDNN's linear with a fused activation (`mkldnn._linear_pointwise`, the op torch's own compiler emits on CPUs) and it agrees with Linear + activation."
+    x, w, b = torch.linspace(-2, 2, 15).view(5, 3), torch.linspace(-1, 1, 12).view(4, 3), torch.linspace(-0.5, 0.5, 4)
+    try:
+        with torch.inference_mode():
+            return all(torch.allclose(torch.ops.mkldnn._linear_pointwise(x, w, b, name, [None], ''),
+                                      f(torch.nn.functional.linear(x, w, b)), atol=1e-5) for name, f in _ACTIVATIONS.items())
+    except (AttributeError, RuntimeError, NotImplementedError): return False
+
+class LinearAct(torch.nn.Linear):
+    "A `Linear` and the activation after it (`relu`, `sigmoid`, `tanh` or `none`) as one layer: on the CPU one oneDNN call that applies the activation as it writes the product, elsewhere the two in turn."
+    def __init__(self, linear: torch.nn.Linear, activation: str = 'none'):
+        super().__init__(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                         device=linear.weight.device, dtype=linear.weight.dtype)
+        self.load_state_dict(linear.state_dict()); self.activation = activation
+
+    def forward(self, x):
+        if x.numel() >= ONEDNN_MIN_ROWS * x.shape[-1] and self._onednn(x):
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, self.activation, [None], '')
+        return _ACTIVATIONS[self.activation](super().forward(x))
+
+    def _onednn(self, x) -> bool:
+        "Whether oneDNN may compute this call: float32 on the CPU, no gradient wanted, the op present and right."
+        if not ONEDNN_LINEAR or x.device.type != 'cpu' or not x.dtype == self.weight.dtype == torch.float32: return False
+        return not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)) and _onednn_linear()
+
+    def extra_repr(self): return f'{super().extra_repr()}, activation={self.activation}'
+
 def _folded(layers: torch.nn.Sequential) -> torch.nn.Sequential:
-    "`layers` with each Linear -> BatchNorm1d pair merged into one Linear and dropout (identity in eval) left out."
+    "`layers` with each Linear -> BatchNorm1d pair merged into one Linear, dropout (identity in eval) left out, and each Linear joined with the activation after it (`LinearAct`)."
     out = []
     for m in layers:
-        if isinstance(m, torch.nn.BatchNorm1d) and out and isinstance(out[-1], torch.nn.Linear): out[-1] = fuse_linear_bn_eval(out[-1], m)
+        if isinstance(m, torch.nn.BatchNorm1d) and out and type(out[-1]) is torch.nn.Linear: out[-1] = fuse_linear_bn_eval(out[-1], m)
         elif not isinstance(m, torch.nn.Dropout): out.append(m)
-    return torch.nn.Sequential(*out)
+    joined = []
+    for m in out:
+        if type(m) in _ACTIVATION_NAMES or isinstance(m, torch.nn.Tanh):
+            if joined and type(joined[-1]) is torch.nn.Linear:
+                name = _ACTIVATION_NAMES.get(type(m), 'tanh'); joined[-1] = LinearAct(joined[-1], name); continue
+        joined.append(m)
+    return torch.nn.Sequential(*[LinearAct(m) if type(m) is torch.nn.Linear else m for m in joined])
 
 def inference_head(head: torch.nn.Module) -> torch.nn.Module:
-    "A copy of `head` in eval mode with its `Sequential` blocks folded (`_folded`): the same function, fewer calls."
+    "A copy of `head` in eval mode, without gradients, with its `Sequential` blocks folded (`_folded`): the same function, fewer calls."
     head = copy.deepcopy(head).eval()
     for parent in list(head.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, torch.nn.Sequential): setattr(parent, name, _folded(child))
-    return head
+    return head.requires_grad_(False)
 
 STACKED_MAX_ROWS = 256        # chunks of at most this many rows run a bundle's heads stacked (`stacked_heads`), larger ones head by head
 
@@ -393,6 +435,9 @@ def _stacked_layer(layers: list):
     first = layers[0]
     if any(type(l) is not type(first) for l in layers): return None
     if type(first) is torch.nn.Linear: return _StackedLinear(layers)
+    if type(first) is LinearAct:
+        if any(l.activation != first.activation for l in layers): return None
+        return _Chain([_StackedLinear(layers), _ACTIVATIONS[first.activation]])
     if type(first) is torch.nn.LayerNorm and len(first.normalized_shape) == 1: return _StackedLayerNorm(layers)
     if type(first) is torch.nn.Softmax and first.dim in (1, -1): return lambda x: torch.softmax(x, dim=-1)   # a head's [n, C] rows
     if list(first.parameters()) or list(first.buffers()): return None
@@ -421,21 +466,48 @@ def stacked_heads(heads: list) -> StackedHeads | None:
     for name, chain in blocks.items(): object.__setattr__(stacked, name, chain)
     return StackedHeads(stacked, len(heads), next(template.parameters()).device)
 
+def _fraud_probability(logits: torch.Tensor) -> torch.Tensor:
+    "Softmax probability of class 1 from logits [..., C]: for two classes the sigmoid of the logit difference (the same function, one small kernel)."
+    logits = logits.float()
+    if logits.shape[-1] == 2: return (logits[..., 1] - logits[..., 0]).sigmoid_()
+    return torch.softmax(logits, dim=-1)[..., 1]
+
 def _chunk_scores(heads, g: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     "(sum over `heads` (a list, or a `StackedHeads`) of the fraud probability [n], sum of the modality weights [n, 2] or None if a head has none)."
     if isinstance(heads, StackedHeads):
         logits, w = heads.head.forward_with_weights(g, s)                   # [E, n, C], [E, n, 2] or None
-        return torch.softmax(logits.float(), dim=-1)[..., 1].sum(0), None if w is None else w.float().sum(0)
+        return _fraud_probability(logits).sum(0), None if w is None else w.float().sum(0)
     prob, weights = 0.0, 0.0
     for h in heads:
         logits, w = h.forward_with_weights(g, s)
-        prob = prob + torch.softmax(logits.float(), dim=1)[:, 1]
+        prob = prob + _fraud_probability(logits)
         weights = None if w is None or weights is None else weights + w.float()
     return prob, weights
 
+_INTRA_OP = threading.Lock()  # held while scoring threads keep torch's process-wide intra-op thread count at 1
+
+@contextmanager
+def _one_intra_op_thread():
+    "torch's intra-op thread count (process-wide) at 1 while the block runs, restored after; one such block at a time."
+    with _INTRA_OP:
+        n = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try: yield
+        finally: torch.set_num_threads(n)
+
+def _scored_chunks(fn, chunks: list, device: torch.device, workers: int | None) -> list:
+    "`[fn(chunk) for chunk in chunks]`; on the CPU spread over `workers` Python threads (None: torch's thread count), each with one intra-op thread."
+    workers = min(torch.get_num_threads() if workers is None else int(workers), len(chunks))
+    if device.type != 'cpu' or workers < 2: return [fn(chunk) for chunk in chunks]
+    def scored(chunk):
+        with torch.inference_mode(): return fn(chunk)        # grad mode is per thread: each worker sets its own
+    with _one_intra_op_thread(), ThreadPoolExecutor(workers, thread_name_prefix='fusion_nb-heads') as pool:
+        return list(pool.map(scored, chunks))
+
 @torch.inference_mode()
-def mean_scores(heads: list, gnn, seq, chunk_rows: int = HEAD_CHUNK_ROWS, stacked: StackedHeads | None = None) -> tuple[np.ndarray, np.ndarray]:
-    "(fraud probability [N] averaged over `heads` (eval mode), modality weights [N, 2] likewise; NaN for heads without). `stacked`: `stacked_heads(heads)`, used for chunks of at most `STACKED_MAX_ROWS` rows."
+def mean_scores(heads: list, gnn, seq, chunk_rows: int = HEAD_CHUNK_ROWS, stacked: StackedHeads | None = None,
+                workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    "(fraud probability [N] averaged over `heads` (eval mode), modality weights [N, 2] likewise; NaN for heads without). `stacked`: `stacked_heads(heads)`, used for chunks of at most `STACKED_MAX_ROWS` rows; `workers`: CPU threads scoring chunks side by side (None: torch's thread count, 1: none)."
     if any(h.training for h in heads): raise ValueError('mean_scores: the heads must be in eval mode (as `inference_head` gives them).')
     device = next(heads[0].parameters()).device
     if stacked is not None and (stacked.n != len(heads) or stacked.device != device):
@@ -443,7 +515,8 @@ def mean_scores(heads: list, gnn, seq, chunk_rows: int = HEAD_CHUNK_ROWS, stacke
     g, s = float_tensor(gnn, device, 'mean_scores gnn'), float_tensor(seq, device, 'mean_scores seq')
     for h in heads: _check_widths(h, g, s, 'mean_scores')
     chunks = [(g[lo:lo + chunk_rows], s[lo:lo + chunk_rows]) for lo in range(0, len(g), chunk_rows)]
-    parts = [_chunk_scores(stacked if stacked is not None and len(gc) <= STACKED_MAX_ROWS else heads, gc, sc) for gc, sc in chunks]
+    chunk_scores = lambda c: _chunk_scores(stacked if stacked is not None and len(c[0]) <= STACKED_MAX_ROWS else heads, *c)
+    parts = _scored_chunks(chunk_scores, chunks, device, workers)
     if not parts: return np.zeros(0, np.float32), np.zeros((0, 2), np.float32)
     prob = torch.cat([p for p, _ in parts]) / len(heads)
     if any(w is None for _, w in parts): weights = torch.full((len(g), 2), float('nan'))
