@@ -343,8 +343,12 @@ HEAD_CHUNK_ROWS = 2048        # rows per step when scoring: every head runs over
 
 ONEDNN_LINEAR = True          # inference form: a Linear and its activation as one oneDNN call on the CPU where torch has it (False: plain calls)
 ONEDNN_MIN_ROWS = 1024        # ... for inputs of at least this many rows: below, oneDNN's fixed cost per call (and per new shape) outweighs the gain
-_ACTIVATION_NAMES = {torch.nn.ReLU: 'relu', torch.nn.Sigmoid: 'sigmoid', torch.nn.Tanh: 'tanh'}   # FastTanh is a Tanh
 _ACTIVATIONS = {'relu': torch.relu, 'sigmoid': torch.sigmoid, 'tanh': torch.tanh, 'none': lambda x: x}
+
+def _activation_name(m: torch.nn.Module) -> str | None:
+    "The `_ACTIVATIONS` key of layer `m` (FastTanh is a Tanh), or None if it is not one of them."
+    if isinstance(m, torch.nn.Tanh): return 'tanh'
+    return {torch.nn.ReLU: 'relu', torch.nn.Sigmoid: 'sigmoid', torch.nn.Identity: 'none'}.get(type(m))
 
 @functools.cache
 def _onednn_linear() -> bool:
@@ -383,10 +387,9 @@ def _folded(layers: torch.nn.Sequential) -> torch.nn.Sequential:
         elif not isinstance(m, torch.nn.Dropout): out.append(m)
     joined = []
     for m in out:
-        if type(m) in _ACTIVATION_NAMES or isinstance(m, torch.nn.Tanh):
-            if joined and type(joined[-1]) is torch.nn.Linear:
-                name = _ACTIVATION_NAMES.get(type(m), 'tanh'); joined[-1] = LinearAct(joined[-1], name); continue
-        joined.append(m)
+        name = _activation_name(m)
+        if name and joined and type(joined[-1]) is torch.nn.Linear: joined[-1] = LinearAct(joined[-1], name)
+        else: joined.append(m)
     return torch.nn.Sequential(*[LinearAct(m) if type(m) is torch.nn.Linear else m for m in joined])
 
 def inference_head(head: torch.nn.Module) -> torch.nn.Module:
@@ -442,7 +445,8 @@ def _stacked_layer(layers: list):
     if type(first) is torch.nn.Softmax and first.dim in (1, -1): return lambda x: torch.softmax(x, dim=-1)   # a head's [n, C] rows
     if list(first.parameters()) or list(first.buffers()): return None
     if isinstance(first, torch.nn.Tanh): return first.forward          # FastTanh too: its own kernel choice
-    return {torch.nn.ReLU: torch.relu, torch.nn.Sigmoid: torch.sigmoid, torch.nn.Identity: lambda x: x}.get(type(first))
+    name = _activation_name(first)
+    return None if name is None else _ACTIVATIONS[name]
 
 @dataclass(repr=False)
 class StackedHeads:
