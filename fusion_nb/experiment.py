@@ -29,6 +29,7 @@ from .fusion import HEAD_DROPOUT, HEAD_HIDDEN_DIM, resolve_models, build_head, s
 from .train import (TrainConfig, fit, predict_proba, seed_everything, resume_progress, progress_line, format_seconds,
                              plural)
 from .stack import fit_stacked
+from .workers import fit_in_workers, head_workers
 from .evaluate import evaluate_scores, binary_metrics, recall_by_typology, mean_typology_recall, TYPOLOGY_COLUMN
 from .stats import verdict, load_predictions
 from .report import finish_run, results_table
@@ -93,6 +94,7 @@ class ExperimentConfig:
     stack_heads: str = 'auto'         # train the run's heads together as stacked models (07b_stack): auto (on with CUDA), on, off
     cuda_graph: str = TrainConfig.cuda_graph   # heads' training step as a captured CUDA graph (07_train): auto (CUDA, one process), on, off
     threads: int = 0                  # CPU threads for torch; 0: the idle cores (see 00_env); fix it for bit-identical reruns
+    head_workers: int = 0             # CPU: train the heads in this many processes, one thread each (07c_workers); 0: one per thread, 1: none
     resume: bool | None = None        # continue an interrupted run with these parameters (None: on on Kaggle, off elsewhere)
     baselines: bool = True            # also train each head on one view (graph only, sequence only)
     trees: bool = True                # gradient-boosted trees on tabular features, and on tabular + fused embeddings
@@ -124,6 +126,7 @@ class ExperimentConfig:
             raise ValueError(f'seed must be a whole number from 0 to 2**32 - seeds ({2**32 - self.seeds:,}), got {self.seed!r}: heads '
                              f'train with seeds seed .. seed+seeds-1, and NumPy takes seeds below 2**32.')
         auto_threads(torch.device('cpu'), self.threads)      # 00_env owns the thread rule (a count, or 0 for auto)
+        head_workers(self.head_workers, 1)                   # 07c_workers owns the worker rule (a count, or 0 for auto)
         resolve_models(self.model)                           # an unknown head name
         for seed in (self.seed, self.seed + self.seeds - 1): self.train_config(seed)   # epochs, batch_size, lr, patience, focal_gamma
         gnn_config(self.gnn_preset); resolve_seq_preset(self.seq_preset)
@@ -394,7 +397,7 @@ def aggregate_seeds(records: list[dict]) -> dict:
     return out
 
 # %% ../nbs/10_experiment.ipynb #109e6e27
-_NOT_IN_KEY = ('output_dir', 'run_dir', 'resume', 'device', 'threads')
+_NOT_IN_KEY = ('output_dir', 'run_dir', 'resume', 'device', 'threads', 'head_workers')
 
 def params_key(config: ExperimentConfig) -> str:
     "Hash of the parameters that change results (not where outputs go or which device runs them)."
@@ -553,6 +556,10 @@ def _stacking(config: ExperimentConfig, device) -> bool:
     if config.stack_heads != 'auto': return config.stack_heads == 'on'
     return torch.device(device).type == 'cuda'
 
+def _workers(config: ExperimentConfig, device, models: int) -> int:
+    "How many processes train the run's `models` heads: 1 when they are stacked, else `head_workers` (07c_workers)."
+    return 1 if _stacking(config, device) else head_workers(config.head_workers, models, device)
+
 def _train_one_at_a_time(store, plan, config, device, run_dir, tracker, progress) -> dict:
     "{(model key, seed): (record, scores)} of every model of `plan`, each trained by `train_and_score` (resumable)."
     trained = {}
@@ -564,6 +571,23 @@ def _train_one_at_a_time(store, plan, config, device, run_dir, tracker, progress
                                                resume_path=resume_path, on_epoch=on_epoch, progress=progress)
         if tracker: tracker.update(key, seed, resume_progress(resume_path))
     return trained
+
+def _train_in_workers(store, plan, config, device, run_dir, tracker, progress, workers: int) -> dict:
+    "`_train_one_at_a_time` with the models spread over `workers` forked processes (`fit_in_workers`), scored here."
+    data = _store_splits(store)
+    views_of = {views: _views_of(data, views) for views in dict.fromkeys(v for _, v, _ in plan)}
+    desc = {item: f'{model_key(item[0], item[1])} seed {item[2]}' for item in plan}       # fit's desc: the progress lines match
+    owner = {name: (model_key(head, views), seed) for (head, views, seed), name in desc.items()}
+    heads = {desc[item]: _new_head(config, item[0], views_of[item[1]], item[2]) for item in plan}
+    configs = {desc[item]: config.train_config(item[2], str(device)) for item in plan}
+    resumes = {desc[item]: run_dir / 'resume' / _checkpoint(run_dir, *item).name for item in plan} if tracker else None
+    on_epoch = (lambda name, info: tracker.update(*owner[name], info)) if tracker else None
+    results = fit_in_workers(heads, data['train'], data['val'], configs, views={desc[item]: item[1] for item in plan},
+                             workers=workers, checkpoint_paths={desc[item]: _checkpoint(run_dir, *item) for item in plan},
+                             resume_paths=resumes, on_epoch=on_epoch, progress=progress)
+    return {owner[name]: score_model(store, heads[name], item[0], item[1], configs[name], results[name],
+                                     _checkpoint(run_dir, *item), data, views_of[item[1]])
+            for item, name in desc.items()}
 
 def _train_stacked(store, plan, config, device, run_dir, tracker, progress) -> tuple[dict, dict]:
     "Every model of `plan` trained by one `fit_stacked` call (resumable), then scored by `score_model`; (trained, diverged)."
@@ -592,7 +616,9 @@ def _train_heads(store: EmbeddingStore, heads: list[str], config: ExperimentConf
                  tracker: SessionTracker | None, progress: bool = True) -> tuple[dict, dict, dict]:
     "Train and score every (head, views, seed) on `store`; (model records by key, test scores by (key, seed), diverged models)."
     plan, diverged = _run_plan(heads, config), {}
+    workers = _workers(config, device, len(plan))
     if _stacking(config, device): trained, diverged = _train_stacked(store, plan, config, device, run_dir, tracker, progress)
+    elif workers > 1: trained = _train_in_workers(store, plan, config, device, run_dir, tracker, progress, workers)
     else: trained = _train_one_at_a_time(store, plan, config, device, run_dir, tracker, progress)
     if not trained:
         raise FloatingPointError('every head of the run diverged in its first epoch (non-finite loss): '
@@ -627,7 +653,9 @@ def _run_experiment(config: ExperimentConfig, show: bool, progress: bool = True)
             schema_version=1,
             run=dict(dir=str(run_dir.resolve()), name=run_dir.name, started=datetime.datetime.fromtimestamp(started).isoformat(timespec='seconds'),
                      timings={k: round(v, 3) for k, v in timings.items()}, **({'diverged': diverged} if diverged else {})),
-            params=asdict(config), dataset=dataset, models=models, environment=dict(environment_info(device), threads=torch.get_num_threads()))
+            params=asdict(config), dataset=dataset, models=models,
+            environment=dict(environment_info(device), threads=torch.get_num_threads(),
+                             head_workers=_workers(config, device, len(_run_plan(heads, config)))))
         # predictions, verdict, plots, summary.md and, last, results.json; if a step fails, the results are kept and the
         # error (RunNotFinished, and error.txt in the folder) names the `fusion-nb report RUN` command that finishes the run
         results, written = finish_run(run_dir, results, show=show, seed=config.seed, started=started,

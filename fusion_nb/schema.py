@@ -184,7 +184,9 @@ RESULTS_SCHEMA = {
                         'properties': {'platform': {'enum': ['kaggle', 'colab', 'local']}, 'device': {'type': 'string'},
                                        'device_name': {'type': ['string', 'null']}, 'torch': {'type': 'string'},
                                        'fusion_nb': {'type': 'string'}, 'git_commit': {'type': ['string', 'null']},
-                                       'python': {'type': 'string'}, 'threads': {'type': 'integer', 'minimum': 1}}},
+                                       'python': {'type': 'string'}, 'threads': {'type': 'integer', 'minimum': 1},
+                                       'head_workers': {'type': 'integer', 'minimum': 1, 'description': 'processes that trained the heads '
+                                                        '(07c_workers; 1: in the run\'s own process)'}}},
         'models': {'type': 'object', 'minProperties': 1, 'additionalProperties': {'$ref': '#/$defs/model'}},
         'verdict': {'if': {'type': 'object', 'required': ['comparisons']}, 'then': {'$ref': '#/$defs/verdict'},
                     'else': {'$ref': '#/$defs/legacy_verdict'}},
