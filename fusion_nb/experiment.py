@@ -11,6 +11,7 @@ Docs: https://fusion-nb.github.io/fusion_nb/experiment.html.md"""
 # %% ../nbs/10_experiment.ipynb #07a93635
 from __future__ import annotations
 import os, time, datetime, dataclasses, io, warnings, json, hashlib, contextlib
+from types import SimpleNamespace
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -572,44 +573,47 @@ def _train_one_at_a_time(store, plan, config, device, run_dir, tracker, progress
         if tracker: tracker.update(key, seed, resume_progress(resume_path))
     return trained
 
-def _train_in_workers(store, plan, config, device, run_dir, tracker, progress, workers: int) -> dict:
-    "`_train_one_at_a_time` with the models spread over `workers` forked processes (`fit_in_workers`), scored here."
+def _many_models(store, plan, config, device, run_dir, tracker) -> SimpleNamespace:
+    "What training all of `plan` in one call needs, keyed by fit's desc ('Gated[gnn only] seed 1'): heads, configs, views, paths."
     data = _store_splits(store)
     views_of = {views: _views_of(data, views) for views in dict.fromkeys(v for _, v, _ in plan)}
     desc = {item: f'{model_key(item[0], item[1])} seed {item[2]}' for item in plan}       # fit's desc: the progress lines match
     owner = {name: (model_key(head, views), seed) for (head, views, seed), name in desc.items()}
-    heads = {desc[item]: _new_head(config, item[0], views_of[item[1]], item[2]) for item in plan}
-    configs = {desc[item]: config.train_config(item[2], str(device)) for item in plan}
-    resumes = {desc[item]: run_dir / 'resume' / _checkpoint(run_dir, *item).name for item in plan} if tracker else None
-    on_epoch = (lambda name, info: tracker.update(*owner[name], info)) if tracker else None
-    results = fit_in_workers(heads, data['train'], data['val'], configs, views={desc[item]: item[1] for item in plan},
-                             workers=workers, checkpoint_paths={desc[item]: _checkpoint(run_dir, *item) for item in plan},
-                             resume_paths=resumes, on_epoch=on_epoch, progress=progress)
-    return {owner[name]: score_model(store, heads[name], item[0], item[1], configs[name], results[name],
-                                     _checkpoint(run_dir, *item), data, views_of[item[1]])
-            for item, name in desc.items()}
+    return SimpleNamespace(
+        data=data, views_of=views_of, desc=desc, owner=owner,
+        heads={desc[item]: _new_head(config, item[0], views_of[item[1]], item[2]) for item in plan},
+        configs={desc[item]: config.train_config(item[2], str(device)) for item in plan},
+        views={desc[item]: item[1] for item in plan}, checkpoints={desc[item]: _checkpoint(run_dir, *item) for item in plan},
+        on_epoch=(lambda name, info: tracker.update(*owner[name], info)) if tracker else None)
+
+def _scored(store, m: SimpleNamespace, item: tuple, result) -> tuple[dict, dict]:
+    "`score_model` of the model `item` of `m` after its training ended with `result`."
+    name = m.desc[item]
+    return score_model(store, m.heads[name], item[0], item[1], m.configs[name], result, m.checkpoints[name], m.data,
+                       m.views_of[item[1]])
+
+def _train_in_workers(store, plan, config, device, run_dir, tracker, progress, workers: int) -> dict:
+    "`_train_one_at_a_time` with the models spread over `workers` forked processes (`fit_in_workers`), scored here."
+    m = _many_models(store, plan, config, device, run_dir, tracker)
+    resumes = {name: run_dir / 'resume' / path.name for name, path in m.checkpoints.items()} if tracker else None
+    results = fit_in_workers(m.heads, m.data['train'], m.data['val'], m.configs, views=m.views, workers=workers,
+                             checkpoint_paths=m.checkpoints, resume_paths=resumes, on_epoch=m.on_epoch, progress=progress)
+    return {m.owner[name]: _scored(store, m, item, results[name]) for item, name in m.desc.items()}
 
 def _train_stacked(store, plan, config, device, run_dir, tracker, progress) -> tuple[dict, dict]:
     "Every model of `plan` trained by one `fit_stacked` call (resumable), then scored by `score_model`; (trained, diverged)."
-    data = _store_splits(store)
-    views_of = {views: _views_of(data, views) for views in dict.fromkeys(v for _, v, _ in plan)}
-    desc = {item: f'{model_key(item[0], item[1])} seed {item[2]}' for item in plan}       # fit's desc: the progress lines match
-    owner = {name: (model_key(head, views), seed) for (head, views, seed), name in desc.items()}
-    heads = {desc[item]: _new_head(config, item[0], views_of[item[1]], item[2]) for item in plan}
-    configs = {desc[item]: config.train_config(item[2], str(device)) for item in plan}
-    on_epoch = (lambda name, info: tracker.update(*owner[name], info)) if tracker else None
-    stacked = fit_stacked(heads, data['train'], data['val'], configs, views={desc[item]: item[1] for item in plan},
-                          checkpoint_paths={desc[item]: _checkpoint(run_dir, *item) for item in plan}, progress=progress,
-                          resume_path=run_dir / 'resume' / 'stacked.pt' if tracker else None, on_epoch=on_epoch)
+    m = _many_models(store, plan, config, device, run_dir, tracker)
+    stacked = fit_stacked(m.heads, m.data['train'], m.data['val'], m.configs, views=m.views, checkpoint_paths=m.checkpoints,
+                          progress=progress, resume_path=run_dir / 'resume' / 'stacked.pt' if tracker else None,
+                          on_epoch=m.on_epoch)
     trained = {}
-    for (head, views, seed), name in desc.items():
+    for item, name in m.desc.items():
         result = stacked.results[name]
         if name in stacked.diverged and not result.best_epoch:
             progress_line(f'head {name}: left out of the results (its loss was non-finite in its first epoch, so it has no '
                           f'weights to score)', progress)
             continue
-        trained[(model_key(head, views), seed)] = score_model(store, heads[name], head, views, configs[name], result,
-                                                              _checkpoint(run_dir, head, views, seed), data, views_of[views])
+        trained[m.owner[name]] = _scored(store, m, item, result)
     return trained, stacked.diverged
 
 def _train_heads(store: EmbeddingStore, heads: list[str], config: ExperimentConfig, device, run_dir: Path,
