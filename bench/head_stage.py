@@ -20,7 +20,6 @@ worker trains exactly the model `fit` trains on one thread).
 """
 from __future__ import annotations
 import os, statistics, time
-from pathlib import Path
 import common
 
 
@@ -76,7 +75,6 @@ def _test_ap(heads, data, views_of) -> dict:
 
 
 def run(args, out) -> list[str]:
-    import torch
     from fusion_nb.experiment import ExperimentConfig, _run_plan, _store_splits, _views_of
     from fusion_nb.fusion import resolve_models
     from fusion_nb.workers import worker_context

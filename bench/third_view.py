@@ -41,7 +41,7 @@ def add_args(ap):
 
 def _features(tx, store, config):
     "(raw + history features, pattern features) of the store's rows, joined by tx_id, float32."
-    import numpy as np, pandas as pd
+    import pandas as pd
     from fusion_nb.baselines import tabular_features
     from fusion_nb.patterns import pattern_features
     from fusion_nb.sequence_view import build_histories
@@ -66,7 +66,7 @@ def _neural_input(X, train):
 
 def run(args, out) -> list[str]:
     import numpy as np
-    from fusion_nb.experiment import ExperimentConfig, load_store, tree_records, model_key
+    from fusion_nb.experiment import ExperimentConfig, load_store, tree_records
     from fusion_nb.fusion import build_head
     from fusion_nb.engine import seed_everything
     from fusion_nb.stats import paired_bootstrap_ap_diff
@@ -83,7 +83,7 @@ def run(args, out) -> list[str]:
     inputs = {'Gated': (store.gnn, store.seq), 'Gated+features': (np.hstack([store.gnn, pat_z]), np.hstack([store.seq, tab_z])),
               'Gated[features only]': (pat_z, tab_z)}
     seeds = range(config.seed, config.seed + args.seeds)
-    heads, data = {}, {}
+    heads = {}
     for name, (g, q) in inputs.items():
         for seed in seeds:
             seed_everything(seed)
@@ -106,8 +106,8 @@ def run(args, out) -> list[str]:
     t_heads = time.perf_counter() - t1
     t2 = time.perf_counter()
     trees = tree_records(store, tx, config)
-    (_, tree_out), = [v for (k, _), v in trees.items() if k == 'Trees+embeddings']
-    tree_val = trees[('Trees+embeddings', config.seed)][0]['val']['average_precision']
+    tree_record, tree_out = trees[('Trees+embeddings', config.seed)]
+    tree_val = tree_record['val']['average_precision']
     t_trees = time.perf_counter() - t2
     y_val, y_test = store.label[by['val']], store.label[by['test']]
     base = tree_out['p_test'][None]

@@ -8,16 +8,15 @@ Docs: https://fusion-nb.github.io/fusion_nb/workers.html.md"""
 
 # %% ../nbs/07c_workers.ipynb #e51dcf5e
 from __future__ import annotations
-import multiprocessing, os, queue, sys, warnings
+import multiprocessing, queue, sys, warnings
 from concurrent.futures import ProcessPoolExecutor, wait, FIRST_COMPLETED
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
 import torch
-import torch.nn as nn
 from .env import world as _world
 from .engine import progress_line, fit_line
 from .fusion import select_views
-from .train import TrainConfig, fit
+from .train import fit
 
 # %% auto #0
 __all__ = ['worker_context', 'head_workers', 'fit_in_workers']
