@@ -10,7 +10,7 @@ Docs: https://fusion-nb.github.io/fusion_nb/engine.html.md"""
 # %% ../nbs/06a_engine.ipynb #092a9353
 from __future__ import annotations
 
-import hashlib, io, math, random, re, warnings
+import hashlib, io, math, random, re, time, warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -25,13 +25,13 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from .env import atomic_write_bytes, shard_rows, world as _world
 
 # %% auto #0
-__all__ = ['RANK_STRIDE', 'SESSION_STRIDE', 'GRAD_CLIP', 'STATE_KINDS', 'seed_everything', 'rank_seed', 'seed_rank',
-           'class_weights', 'positive_weight', 'FocalLoss', 'loss_share', 'adamw', 'cosine_restarts', 'clip_gradients',
-           'optimizer_step', 'mixed_precision', 'float_tensor', 'split_tensors', 'epoch_batches', 'head_batches',
-           'head_step', 'run_epoch', 'logits_step', 'sync_epoch', 'average_gradients', 'validation_metrics',
-           'new_history', 'EarlyStopping', 'detached_state', 'stopping_state', 'restore_stopping',
-           'single_class_warning', 'progress_line', 'format_seconds', 'plural', 'TrainResult', 'fit_line',
-           'encoder_line', 'plain', 'rng_state', 'restore_rng', 'rows_digest', 'fingerprint_differences',
+__all__ = ['RANK_STRIDE', 'SESSION_STRIDE', 'GRAD_CLIP', 'PROGRESS_EVERY_S', 'STATE_KINDS', 'seed_everything', 'rank_seed',
+           'seed_rank', 'class_weights', 'positive_weight', 'FocalLoss', 'loss_share', 'adamw', 'cosine_restarts',
+           'clip_gradients', 'optimizer_step', 'mixed_precision', 'float_tensor', 'split_tensors', 'epoch_batches',
+           'head_batches', 'head_step', 'run_epoch', 'logits_step', 'sync_epoch', 'average_gradients',
+           'validation_metrics', 'new_history', 'EarlyStopping', 'detached_state', 'stopping_state', 'restore_stopping',
+           'single_class_warning', 'progress_line', 'format_seconds', 'plural', 'EpochTicker', 'TrainResult',
+           'fit_line', 'encoder_line', 'plain', 'rng_state', 'restore_rng', 'rows_digest', 'fingerprint_differences',
            'load_weights_only', 'write_state', 'check_state_kind']
 
 # %% ../nbs/06a_engine.ipynb #1fb0c32e
@@ -294,6 +294,12 @@ class EarlyStopping:
 
     def done(self, epoch: int) -> bool: return self.stale >= self.patience or epoch >= self.epochs
 
+    def best_line(self) -> str:
+        "The best epoch so far, for progress lines: `best val AP 0.612 at epoch 9`."
+        if self.metrics is None: return 'no best epoch yet'
+        if self.val_ap is not None: return f'best val AP {self.val_ap:.3f} at epoch {self.epoch}'
+        return f"best val loss {self.metrics['val_loss']:.4f} at epoch {self.epoch}"
+
 # %% ../nbs/06a_engine.ipynb #b7ab8fc2
 @torch.no_grad()
 def detached_state(model: nn.Module) -> dict:
@@ -334,6 +340,31 @@ def format_seconds(seconds: float) -> str:
 def plural(n: int, word: str) -> str:
     "`1 epoch`, `3 epochs`."
     return f"{n} {word}{'' if n == 1 else 's'}"
+
+# %% ../nbs/06a_engine.ipynb #tick02ex
+PROGRESS_EVERY_S = 30.0   # long training prints an epoch line at most this often (0: only its closing line)
+
+class EpochTicker:
+    "Epoch lines of long training, at most one per `every` seconds; none for the last epoch (the closing line follows)."
+    def __init__(self, label: str, epochs: int, enabled: bool = True,
+                 first: int = 1,              # the first epoch trained in this call (after a resume: the one after it)
+                 early_stop: bool = False,    # training may end before `epochs`: the time left is an upper bound
+                 units: str = 'epochs',       # what is counted (`fit_in_workers`: heads trained)
+                 every: float | None = None,  # seconds between lines (None: PROGRESS_EVERY_S as it is when training starts)
+                 clock: Callable[[], float] = time.perf_counter):
+        self.label, self.epochs, self.enabled, self.first, self.early_stop = label, epochs, enabled, first, early_stop
+        self.units, self.every, self.clock = units, PROGRESS_EVERY_S if every is None else every, clock
+        self.began = self.shown = clock()
+
+    def __call__(self, epoch: int, detail: str = ''):
+        "After `epoch` (1-based): print its line if `every` seconds passed since the start or the last line."
+        now = self.clock()
+        if not self.enabled or self.every <= 0 or epoch >= self.epochs or now - self.shown < self.every: return
+        self.shown, spent = now, now - self.began
+        left = spent / max(epoch - self.first + 1, 1) * (self.epochs - epoch)
+        progress_line(f"{self.label}: {epoch}/{self.epochs} {self.units}{f', {detail}' if detail else ''}, "
+                      f"{format_seconds(spent)} so far, {'at most ' if self.early_stop else ''}about {format_seconds(left)} left")
+
 
 # %% ../nbs/06a_engine.ipynb #fbdd8649
 @dataclass

@@ -24,7 +24,7 @@ from .layers import FastDropout
 from .sampling import neighbor_sampler
 from .transactions import Transactions
 from .splits import SPLITS, visible_mask
-from .engine import (FocalLoss, adamw, class_weights, encoder_line, logits_step, progress_line, rank_seed,
+from .engine import (EpochTicker, FocalLoss, adamw, class_weights, encoder_line, logits_step, progress_line, rank_seed,
                               seed_rank)
 
 # %% auto #0
@@ -457,8 +457,9 @@ def _sampled_epoch(run: _GnnRun, order: np.ndarray) -> tuple:
         seen_y.append(label[r]); seen_score.append(logits.detach()[:, 1].float().cpu().numpy())
     return loss_sum, weight_sum, seen_y, seen_score
 
-def _gnn_epochs(run: _GnnRun, encoder: nn.Module, epochs: int, max_loss_rows: int, pick_rng: torch.Generator) -> dict:
-    "Train `epochs` epochs; the history: weighted-mean loss over all ranks, this rank's train AP, seconds."
+def _gnn_epochs(run: _GnnRun, encoder: nn.Module, epochs: int, max_loss_rows: int, pick_rng: torch.Generator,
+                tick: EpochTicker | None = None) -> dict:
+    "Train `epochs` epochs (an epoch line now and then from `tick`); the history: weighted-mean loss over all ranks, this rank's train AP, seconds."
     history = dict(loss=[], train_ap=[], seconds=[])
     for _ in range(epochs):
         start = time.perf_counter()
@@ -474,13 +475,14 @@ def _gnn_epochs(run: _GnnRun, encoder: nn.Module, epochs: int, max_loss_rows: in
         history['loss'].append(loss_sum / max(weight_sum, 1e-12))
         history['train_ap'].append(_ap(np.concatenate(seen_y), np.concatenate(seen_score)))
         history['seconds'].append(time.perf_counter() - start)
+        if tick is not None: tick(len(history['loss']), f"loss {history['loss'][-1]:.4f}")
     return history
 
 # %% ../nbs/03_graph_view.ipynb #a00ec575
 def train_gnn_encoder(tx: Transactions, split, preset: str = 'MultiPNA_L2_H64', emb_dim: int = 32, epochs: int = 100,
                       lr: float = 5e-3, seed: int = 0, device='auto', dropout: float = GNNConfig.dropout, weight_decay: float = 1e-4,
                       max_loss_rows: int = 262_144, fanout: list[int] | None = None, batch_size: int = 4096,
-                      progress: bool = True,   # print one line when training ends (rank 0 only)
+                      progress: bool = True,   # print one line when training ends, and an epoch line now and then (rank 0 only)
                      ) -> tuple[GNNEncoder, dict]:
     "Train a GNN encoder on the train-period graph with train labels only (full-batch, or sampled mini-batches with `fanout`); returns (encoder, history)."
     began = time.perf_counter()
@@ -512,7 +514,8 @@ def train_gnn_encoder(tx: Transactions, split, preset: str = 'MultiPNA_L2_H64', 
     else:
         run.data, run.fanout, run.batch_size = sampling_graph(graph), fanout, batch_size
         run.sampler = neighbor_sampler(run.data, fanout, seed=rank_seed(seed, rank))
-    history = _gnn_epochs(run, encoder, epochs, max_loss_rows, torch.Generator().manual_seed(seed))   # the same order on every rank
+    tick = EpochTicker(f'graph encoder {config.name}', epochs, progress)
+    history = _gnn_epochs(run, encoder, epochs, max_loss_rows, torch.Generator().manual_seed(seed), tick)   # the same order on every rank
     if history['loss']:
         ap = history['train_ap'][-1]
         progress_line(encoder_line('graph', config.name, epochs, len(rows), f"last loss {history['loss'][-1]:.4f}, train AP "

@@ -20,7 +20,7 @@ from .env import resolve_device, shard_rows, world, wrap_ddp
 from .layers import FastDropout, FastTanh
 from .transactions import Transactions
 from .splits import check_split, labelled_mask
-from .engine import (GRAD_CLIP, EarlyStopping, adamw, detached_state, encoder_line, loss_share, optimizer_step,
+from .engine import (GRAD_CLIP, EarlyStopping, EpochTicker, adamw, detached_state, encoder_line, loss_share, optimizer_step,
                               positive_weight, progress_line, seed_rank)
 
 # %% auto #0
@@ -507,7 +507,7 @@ def train_sequence_encoder(tx: Transactions, histories: Histories, split, preset
                            features=None,
                            select_best: bool = False, # end with the weights of the epoch of best validation AP
                            patience: int | None = None,  # stop after this many epochs without a better validation AP (None: never)
-                           progress: bool = True,   # print one line when training ends (rank 0 only)
+                           progress: bool = True,   # print one line when training ends, and an epoch line now and then (rank 0 only)
                           ) -> SeqTrainResult:
     "Train a sequence encoder + linear fraud classifier on labelled train rows (class-weighted BCE)."
     start = _time.perf_counter()
@@ -527,12 +527,14 @@ def train_sequence_encoder(tx: Transactions, histories: Histories, split, preset
     step = _sequence_step(model, loss_fn, adamw(encoder.parameters(), lr, 1e-5), encoder.parameters(), world_size)
     shuffle = torch.Generator().manual_seed(seed)                               # the same batches on every rank
     history, stopper, y_val = dict(train_loss=[], val_ap=[]), EarlyStopping(patience or epochs, epochs), labels[val_rows]
+    tick = EpochTicker(f'sequence encoder {encoder.preset}', epochs, progress, early_stop=bool(patience))
     for epoch in range(1, epochs + 1):
         encoder.train()
         order = torch.randperm(len(train_rows), generator=shuffle).numpy()
         history['train_loss'].append(_sequence_epoch(step, order, train_rows, y_train, features_t, hist_t, batch_size, world_size, rank) / len(train_rows))
         ap = float(average_precision_score(y_val, _encode(encoder, features_t, hist_t, val_rows, 4 * batch_size, scores=True))) if len(set(y_val)) == 2 else None
         history['val_ap'].append(ap)
+        tick(epoch, f"val AP {'n/a' if ap is None else f'{ap:.3f}'}")
         if ap is None: continue
         stopper.update(epoch, dict(val_ap=ap, val_auc=None, val_loss=None, train_loss=history['train_loss'][-1]),
                        (lambda: detached_state(encoder)) if select_best else dict)

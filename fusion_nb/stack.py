@@ -20,7 +20,7 @@ from torch.func import stack_module_state, functional_call, vmap
 from .env import resolve_device, shard_rows, world as _world
 from .fusion import select_views
 from .layers import FastDropout
-from .engine import (TrainResult, EarlyStopping, FocalLoss, class_weights, seed_everything, seed_rank, progress_line,
+from .engine import (EpochTicker, TrainResult, EarlyStopping, FocalLoss, class_weights, seed_everything, seed_rank, progress_line,
                               split_tensors, epoch_batches, fit_line, single_class_warning, adamw, loss_share,
                               average_gradients, sync_epoch, validation_metrics, new_history, stopping_state,
                               restore_stopping, rng_state, restore_rng, fingerprint_differences, load_weights_only,
@@ -319,8 +319,8 @@ def _start_group(heads, keys, configs, checkpoint_paths, device, saved, session)
     return config, stack, stand_in, scheduler, records, epoch, 0.0 if saved is None else saved['elapsed']
 
 def _fit_group(heads: dict, keys: list, train, val, configs: dict, checkpoint_paths: dict, device,
-               session: _Session | None = None, index: int = 0) -> dict:
-    "Train the models `keys` (one architecture, one views choice) as one stack; their records."
+               session: _Session | None = None, index: int = 0, progress: bool = False) -> dict:
+    "Train the models `keys` (one architecture, one views choice) as one stack (an epoch line now and then with `progress`); their records."
     session = session or _Session()
     saved = session.groups[index] if index < len(session.groups) else None
     config, stack, stand_in, scheduler, records, epoch, elapsed = _start_group(heads, keys, configs, checkpoint_paths,
@@ -329,6 +329,7 @@ def _fit_group(heads: dict, keys: list, train, val, configs: dict, checkpoint_pa
     by_ap = len(torch.unique(val[2])) == 2
     if not by_ap and epoch == 0: warnings.warn(single_class_warning(val[2].cpu().numpy(), f'stack of {len(keys)}'), stacklevel=3)
     started = time.perf_counter() - elapsed
+    tick = EpochTicker(f'stack of {len(keys)} heads', config.epochs, progress and session.rank == 0, first=epoch + 1, early_stop=True)
     while stack.keys and epoch < config.epochs and session.budget > 0:
         epoch, lr = epoch + 1, stand_in.param_groups[0]['lr']
         for group in stack.optimizer.param_groups: group['lr'] = lr
@@ -348,6 +349,7 @@ def _fit_group(heads: dict, keys: list, train, val, configs: dict, checkpoint_pa
         session.budget -= 1
         session.save(index, _group_state(stack, records, epoch, stand_in, scheduler, time.perf_counter() - started), device)
         session.report(trained, epoch, step_path)
+        tick(epoch, f'{len(stack.keys)} still training')
     if stack.step is not None: stack.step.close()
     return records
 
@@ -362,7 +364,7 @@ class StackedFit:
 def fit_stacked(heads: dict, train, val, configs,
                 views: dict | None = None,             # key -> 'both' | 'gnn' | 'seq' (what select_views keeps); 'both'
                 checkpoint_paths: dict | None = None,  # key -> where save_checkpoint writes that model's best epoch
-                progress: bool = True,                 # one line per model (fit's line) when its stack ends
+                progress: bool = True,                 # one line per model (fit's line) when its stack ends; epoch lines of long stacks
                 resume_path=None,                      # write a resume state here after every epoch; continue from it
                 stop_after: int | None = None,         # train at most this many stack epochs in this call
                 on_epoch: Callable | None = None,      # on_epoch(key, progress) for each model trained in an epoch
@@ -382,7 +384,7 @@ def fit_stacked(heads: dict, train, val, configs,
     for index, group in enumerate(stack_groups(heads, views)):
         choice = views.get(group[0], 'both')
         pick = lambda split: (*select_views(split[0], split[1], choice), split[2])
-        records = _fit_group(heads, group, pick(train), pick(val), configs, checkpoint_paths, device, session, index)
+        records = _fit_group(heads, group, pick(train), pick(val), configs, checkpoint_paths, device, session, index, progress)
         for key, record in records.items():
             if record.stopper.state is not None: heads[key].load_state_dict(record.stopper.state)
             heads[key].eval()

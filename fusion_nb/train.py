@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from .env import atomic_write_bytes, atomic_write_text, resolve_device, world as _world, wrap_ddp as _ddp
-from .engine import (GRAD_CLIP, FocalLoss, TrainResult, EarlyStopping, class_weights, seed_everything, seed_rank,
+from .engine import (GRAD_CLIP, EpochTicker, FocalLoss, TrainResult, EarlyStopping, class_weights, seed_everything, seed_rank,
                               progress_line, format_seconds, plural, fit_line, single_class_warning, float_tensor,
                               split_tensors, epoch_batches, head_batches, head_step, run_epoch, sync_epoch, adamw,
                               cosine_restarts, mixed_precision, validation_metrics, new_history, detached_state,
@@ -442,7 +442,7 @@ def fit(head: nn.Module, train, val, config: TrainConfig | None = None,
         keep_resume: bool = True,     # keep the (finished) resume state after a successful run, so a re-run returns at once
         stop_after: int | None = None,  # train at most this many epochs in this call, then return (finished=False)
         on_epoch: Callable[[dict], None] | None = None,  # called after every epoch (after the resume state is written)
-        progress: bool = True,        # print one line when training ends (`progress_line`: rank 0 only)
+        progress: bool = True,        # print one line when training ends, and an epoch line now and then (`EpochTicker`: rank 0 only)
        ) -> TrainResult:
     "Train `head` on `(gnn, seq, label)` arrays, early-stop on validation AP, and leave the best weights in `head`; resumable."
     config = config or TrainConfig()
@@ -463,6 +463,7 @@ def fit(head: nn.Module, train, val, config: TrainConfig | None = None,
     seed_rank(config.seed, run.resumed_from)                              # own dropout masks per rank under DDP
     model = head if world_size == 1 else _ddp(head, device)
     step = _fit_step(run, model, world_size)                              # replayed as a CUDA graph where run.capture
+    tick = EpochTicker(f"head {desc or 'fit'}", config.epochs, progress and writer, first=run.resumed_from + 1, early_stop=True)
     try:
         for epoch in range(run.resumed_from + 1, (run.resumed_from if run.finished else config.epochs) + 1):
             metrics = _validate(run, val_t, by_ap, _train_epoch(run, step, train_t, world_size, rank), epoch, where)
@@ -471,6 +472,7 @@ def fit(head: nn.Module, train, val, config: TrainConfig | None = None,
             run.finished, run.train_time_s = run.stopper.done(epoch), time.perf_counter() - started
             if resume_path is not None and writer: write_state(resume_path, _fit_state(run, epoch, fingerprint, desc))
             if on_epoch is not None and writer: on_epoch(_epoch_info(run, epoch, metrics, desc, _step_path(step)))
+            if not run.finished: tick(epoch, run.stopper.best_line())
             if run.finished or (stop_after is not None and epoch - run.resumed_from >= stop_after): break
     finally:
         if model is not head: del model                                   # drops DDP's gradient hooks; `head` is returned unwrapped

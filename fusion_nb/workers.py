@@ -14,7 +14,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
 import torch
 from .env import world as _world
-from .engine import progress_line, fit_line
+from .engine import EpochTicker, progress_line, fit_line
 from .fusion import select_views
 from .train import fit
 
@@ -63,14 +63,15 @@ def _drain(events, on_epoch: Callable | None):
         except queue.Empty: return
         on_epoch(name, info)
 
-def _take(future, heads: dict, results: dict, progress: bool):
-    "A finished job: its warnings re-issued here, its best weights into the caller's head, its progress line."
+def _take(future, heads: dict, results: dict, progress: bool, tick: EpochTicker):
+    "A finished job: its warnings re-issued here, its best weights into the caller's head, its progress line (and now and then the count)."
     name, state, result, caught = future.result()          # re-raises the worker's error (a diverged model names itself)
     for category, text in caught: warnings.warn(text, category, stacklevel=3)
     heads[name].load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
     heads[name].eval()
     results[name] = result
     progress_line(fit_line(name, result), progress)
+    tick(len(results))
 
 def _terminate(pool):
     "Stop `pool`'s workers at once (Python 3.14 has `terminate_workers`; before it, each process is terminated)."
@@ -78,14 +79,15 @@ def _terminate(pool):
     for process in list((getattr(pool, '_processes', None) or {}).values()): process.terminate()
     pool.shutdown(wait=True, cancel_futures=True)
 
-def _run_jobs(pool, heads: dict, events, on_epoch, progress: bool) -> dict:
+def _run_jobs(pool, heads: dict, events, on_epoch, progress: bool, workers: int) -> dict:
     "Submit every head, collect them as they finish; on an error the queued jobs are cancelled and it is raised."
     results, pending = {}, {pool.submit(_train_in_worker, name) for name in heads}
+    tick = EpochTicker(f'heads in {workers} workers', len(heads), progress, units='heads trained')
     try:
         while pending:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             _drain(events, on_epoch)
-            for future in done: _take(future, heads, results, progress)
+            for future in done: _take(future, heads, results, progress, tick)
     except Exception:
         pool.shutdown(wait=True, cancel_futures=True)       # the running models finish (and keep their checkpoints)
         raise
@@ -114,8 +116,9 @@ def fit_in_workers(heads: dict, train, val, configs: dict,
     _JOBS = dict(heads=heads, train=train, val=val, configs=configs, views=views or {}, events=events,
                  checkpoints=checkpoint_paths or {}, resumes=resume_paths or {})
     try:
-        with ProcessPoolExecutor(max(1, min(workers, len(heads))), mp_context=context) as pool:
-            results = _run_jobs(pool, heads, events, on_epoch, progress)
+        workers = max(1, min(workers, len(heads)))
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            results = _run_jobs(pool, heads, events, on_epoch, progress, workers)
     except BrokenProcessPool as error:
         raise RuntimeError(f'fit_in_workers: a worker process died before its head was trained ({error}); the machine may '
                            f'be out of memory. Train in this process (head_workers=1), or with fewer workers; models that '
