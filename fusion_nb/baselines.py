@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_limits
 from .transactions import Transactions
 from .sequence_view import Histories, build_histories, _fit_rows, _standardise
 from .patterns import PATTERN_WINDOWS, pattern_features
+from .engine import EpochTicker
 try: import xgboost
 except ImportError: xgboost = None
 
@@ -168,7 +169,9 @@ def _library(library: str) -> str:
 # %% ../nbs/08b_baselines.ipynb #19255c92
 def fit_trees(X_train, y_train, seed: int = 0, n_threads: int | None = None,
               X_val=None, y_val=None,   # time-ordered validation rows: XGBoost's early stopping (ignored by the fallback)
-              device: str = 'auto', library: str = 'auto', **params):
+              device: str = 'auto', library: str = 'auto',
+              progress: bool = False, desc: str = '',   # XGBoost: a line now and then as rounds go by (`EpochTicker`), named `desc`
+              **params):
     "Gradient-boosted trees (`XGB_PARAMS`, or `HGB_PARAMS` without xgboost; overridable by `params`) fitted on train rows."
     X, y = _check_matrix(X_train, 'fit_trees(X_train)'), None
     y = _check_labels(X, y_train, 'fit_trees(X_train, y_train)')
@@ -181,8 +184,19 @@ def fit_trees(X_train, y_train, seed: int = 0, n_threads: int | None = None,
         if len(np.unique(y_val)) == 2: eval_set = [(X_val, y_val)]      # one class: AP is undefined, nothing to stop on
     if eval_set is None: fit_params.pop('early_stopping_rounds', None)
     model = xgboost.XGBClassifier(**fit_params, scale_pos_weight=float((y == 0).sum() / (y == 1).sum()), random_state=seed,
-                                  n_jobs=n_threads, device=tree_device(device), verbosity=0)
+                                  n_jobs=n_threads, device=tree_device(device), verbosity=0,
+                                  callbacks=[_round_lines(desc, fit_params['n_estimators'], eval_set is not None)] if progress else None)
     return model.fit(X, y, eval_set=eval_set, verbose=False)
+
+def _round_lines(desc: str, rounds: int, early_stop: bool):
+    "An XGBoost callback printing `EpochTicker`'s lines as boosting rounds go by, with the best validation AUCPR so far."
+    tick = EpochTicker(f"trees{' ' + desc if desc else ''}", rounds, early_stop=early_stop, units='rounds')
+    class RoundLines(xgboost.callback.TrainingCallback):
+        def after_iteration(self, model, epoch, evals_log) -> bool:
+            aucpr = [v for metrics in evals_log.values() for v in metrics.get('aucpr', [])]
+            tick(epoch + 1, f'best val AUCPR {max(aucpr):.3f}' if aucpr else '')
+            return False                                   # never stops training: early stopping is XGBoost's own
+    return RoundLines()
 
 def _fit_hgb(X, y, seed, n_threads, params) -> HistGradientBoostingClassifier:
     if params.get('early_stopping', False) not in (False, None):

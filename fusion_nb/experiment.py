@@ -323,7 +323,9 @@ def score_model(store: EmbeddingStore, head, head_name: str, views: str, train_c
     return record, dict(p_test=p_test, w_test=w_test, result=result)
 
 # %% ../nbs/10_experiment.ipynb #e04cfe9d
-def tree_records(store: EmbeddingStore, tx: Transactions, config: ExperimentConfig) -> dict:
+def tree_records(store: EmbeddingStore, tx: Transactions, config: ExperimentConfig,
+                 progress: bool = True,   # XGBoost's rounds: a line now and then on long fits (`fit_trees`)
+                ) -> dict:
     "Records and test scores of `Trees` and `Trees+embeddings` on the store's rows (joined by tx_id); one fit each (they are deterministic)."
     X, names = tree_features(tx, build_histories(tx, k=config.history_k))
     rows = pd.Index(tx.frame['tx_id'].to_numpy()).get_indexer(store.ids)
@@ -338,7 +340,8 @@ def tree_records(store: EmbeddingStore, tx: Transactions, config: ExperimentConf
         for seed in (config.seed,):      # deterministic: no subsampling, so other seeds refit the same trees
             t0 = time.perf_counter()
             model = fit_trees(features[by_split['train']], store.label[by_split['train']], seed=seed, X_val=features[by_split['val']],
-                              y_val=store.label[by_split['val']], device=device)
+                              y_val=store.label[by_split['val']], device=device,
+                              progress=progress, desc=key)
             p_val, p_test = (score_trees(model, features[by_split[s]]) for s in ('val', 'test'))
             scores = evaluate_scores(store.label[by_split['val']], p_val, store.label[by_split['test']], p_test)
             periods = {name: binary_metrics(store.label[by_split['test']][m], p_test[m], scores['threshold'], split=f'test {name}')
@@ -641,7 +644,7 @@ def _run_experiment(config: ExperimentConfig, show: bool, progress: bool = True)
         models, scores, diverged = _train_heads(store, heads, config, device, run_dir, tracker, progress)
         timings['heads_s'] = time.perf_counter() - clock; clock = time.perf_counter()
         if config.trees and tx is not None:
-            trees = tree_records(store, tx, config)
+            trees = tree_records(store, tx, config, progress=progress)
             for key in dict.fromkeys(k for k, _ in trees):
                 models[key] = aggregate_seeds([trees[(k, s)][0] for k, s in trees if k == key])
             scores.update({ks: sc for ks, (_, sc) in trees.items()})
