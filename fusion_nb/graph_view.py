@@ -458,7 +458,7 @@ def _sampled_epoch(run: _GnnRun, order: np.ndarray) -> tuple:
     return loss_sum, weight_sum, seen_y, seen_score
 
 def _gnn_epochs(run: _GnnRun, encoder: nn.Module, epochs: int, max_loss_rows: int, pick_rng: torch.Generator,
-                tick: EpochTicker | None = None) -> dict:
+                tick: EpochTicker) -> dict:
     "Train `epochs` epochs (an epoch line now and then from `tick`); the history: weighted-mean loss over all ranks, this rank's train AP, seconds."
     history = dict(loss=[], train_ap=[], seconds=[])
     for _ in range(epochs):
@@ -475,7 +475,7 @@ def _gnn_epochs(run: _GnnRun, encoder: nn.Module, epochs: int, max_loss_rows: in
         history['loss'].append(loss_sum / max(weight_sum, 1e-12))
         history['train_ap'].append(_ap(np.concatenate(seen_y), np.concatenate(seen_score)))
         history['seconds'].append(time.perf_counter() - start)
-        if tick is not None: tick(len(history['loss']), f"loss {history['loss'][-1]:.4f}")
+        tick(len(history['loss']), f"loss {history['loss'][-1]:.4f}")
     return history
 
 # %% ../nbs/03_graph_view.ipynb #a00ec575

@@ -534,11 +534,12 @@ def train_sequence_encoder(tx: Transactions, histories: Histories, split, preset
         history['train_loss'].append(_sequence_epoch(step, order, train_rows, y_train, features_t, hist_t, batch_size, world_size, rank) / len(train_rows))
         ap = float(average_precision_score(y_val, _encode(encoder, features_t, hist_t, val_rows, 4 * batch_size, scores=True))) if len(set(y_val)) == 2 else None
         history['val_ap'].append(ap)
-        tick(epoch, f"val AP {'n/a' if ap is None else f'{ap:.3f}'}")
-        if ap is None: continue
+        if ap is None:
+            tick(epoch, 'val AP n/a'); continue
         stopper.update(epoch, dict(val_ap=ap, val_auc=None, val_loss=None, train_loss=history['train_loss'][-1]),
                        (lambda: detached_state(encoder)) if select_best else dict)
         if patience and stopper.stale >= patience: break
+        tick(epoch, f'val AP {ap:.3f}')                                        # not after the last epoch trained
     if select_best and stopper.state: encoder.load_state_dict(stopper.state)
     best_epoch, best_ap = (stopper.epoch - 1, stopper.val_ap) if select_best and stopper.state else (len(history['val_ap']) - 1, history['val_ap'][-1])
     encoder.eval()

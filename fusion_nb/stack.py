@@ -349,7 +349,7 @@ def _fit_group(heads: dict, keys: list, train, val, configs: dict, checkpoint_pa
         session.budget -= 1
         session.save(index, _group_state(stack, records, epoch, stand_in, scheduler, time.perf_counter() - started), device)
         session.report(trained, epoch, step_path)
-        tick(epoch, f'{len(stack.keys)} still training')
+        if stack.keys: tick(epoch, f'{len(stack.keys)} still training')   # no line once every model has stopped
     if stack.step is not None: stack.step.close()
     return records
 
