@@ -13,12 +13,12 @@ quoting the figures.
 2. Throughput: (a) list requests of `--list-sizes` transactions (micro-batches sent by the client), one connection,
    back to back; (b) many clients (`--clients`) sending single transactions back to back, which the service
    micro-batches itself. Transactions/s.
-   Both for each service variant (`--variants`): the server's `--batch-wait-ms` 0 and 1 with the log fsync'd before
-   each answer, and 0 with `--no-fsync` (durable across a crash of the process, not of the machine); and 0 with
-   `--busy-poll-ms 20` (the loop polls for 20 ms after each request instead of sleeping), fsync'd and not.
+   Both for each service variant (`--variants`): the server's `--log-sync` batch (fdatasync before each answer),
+   second (the default: fdatasync in the background within a second) and off; `--batch-wait-ms` 0 and 1; and
+   `--busy-poll-ms 20` (the loop polls for 20 ms after each request instead of sleeping).
 
-3. Breakdown: the model's single-row `score` call in this process and one fsync'd log line on this disk, the two
-   costs of a request besides HTTP.
+3. Breakdown: the model's single-row `score` call in this process and one log line on this disk, with and without
+   its fdatasync, the costs of a request besides HTTP.
 
 Writes serve_latency.csv/.txt, serve_throughput.csv/.txt, serve_breakdown.csv/.txt and serve_latency.png (p50/p99
 vs rate) into the output folder. Targets (issue 14): p99 <= 10 ms at 200 requests/s; >= 5,000 transactions/s micro-batched.
@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse, asyncio, contextlib, gc, json, os, shutil, signal, socket, subprocess, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import script_main, report, save_png, pyplot, REPO_ROOT
+from common import script_main, report, save_png, pyplot
 from score_batch import tiny_run, later_rows
 
 
@@ -36,14 +36,14 @@ def free_port() -> int:
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
-def start_service(run_dir: Path, state_dir: Path, batch_wait_ms: float, threads: int, fsync: bool = True,
+def start_service(run_dir: Path, state_dir: Path, batch_wait_ms: float, threads: int, log_sync: str = 'batch',
                   timeout: float = 120, busy_poll_ms: float = 0.0):
     "`fusion-nb serve` in a child process on a free loopback port; returns (process, port) once /health answers."
     port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [sys.executable, '-m', 'fusion_nb.cli', 'serve', str(run_dir), '--port', str(port), '--state-dir', str(state_dir),
            '--batch-wait-ms', str(batch_wait_ms), '--threads', str(threads), '--busy-poll-ms', str(busy_poll_ms)]
-    cmd += [] if fsync else ['--no-fsync']
+    cmd += ['--log-sync', log_sync]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -185,7 +185,13 @@ def breakdown(run_dir: Path, rows: list[dict], folder: Path, n: int = BREAKDOWN_
         start = time.perf_counter(); os.write(fd, json.dumps(rows[i % n]).encode() + b'\n'); os.fdatasync(fd)
         times.append(time.perf_counter() - start)
     os.close(fd); os.unlink(folder / 'fsync_probe')
-    out.append(stats(f'log line + fdatasync (the durability cost), each after a {PAUSE_S * 1000:g} ms pause', times))
+    out.append(stats(f"log line + fdatasync (what --log-sync batch waits for), each after a {PAUSE_S * 1000:g} ms pause", times))
+    fd, times = os.open(folder / 'write_probe', os.O_WRONLY | os.O_CREAT | os.O_APPEND), []
+    for i in range(FSYNC_CALLS):
+        time.sleep(PAUSE_S)
+        start = time.perf_counter(); os.write(fd, json.dumps(rows[i % n]).encode() + b'\n'); times.append(time.perf_counter() - start)
+    os.close(fd); os.unlink(folder / 'write_probe')
+    out.append(stats(f"log line alone (what --log-sync second and off wait for), each after a {PAUSE_S * 1000:g} ms pause", times))
     return out
 
 
@@ -206,8 +212,8 @@ def add_args(ap):
                     help='transactions per list request (a client that sends micro-batches)')
     ap.add_argument('--clients', type=int, default=32, help='concurrent single-transaction clients (micro-batching)')
     ap.add_argument('--variants', type=parse_variant, nargs='+', default=[parse_variant(v) for v in DEFAULT_VARIANTS],
-                    metavar='MS[:nofsync][:pollN]', help="services to compare: --batch-wait-ms, :nofsync for --no-fsync, "
-                    f":pollN for --busy-poll-ms N (default: {' '.join(DEFAULT_VARIANTS)})")
+                    metavar='MS[:SYNC][:pollN]', help="services to compare: --batch-wait-ms, :batch, :second or :off for "
+                    f"--log-sync (default batch), :pollN for --busy-poll-ms N (default: {' '.join(DEFAULT_VARIANTS)})")
     ap.add_argument('--throughput-rows', type=int, default=20_000, help='transactions per throughput measurement (--quick: 2000)')
 
 
@@ -220,21 +226,24 @@ async def health_round_trips(port: int, n: int = 200) -> list[float]:
     return times
 
 
-DEFAULT_VARIANTS = ('0', '1', '0:nofsync', '0:poll20', '0:nofsync:poll20')
+DEFAULT_VARIANTS = ('0:batch', '1:batch', '0:second', '0:off', '0:batch:poll20', '0:second:poll20')
+SYNC_MODES = ('batch', 'second', 'off')     # fusion_nb.serve.LOG_SYNC_MODES
 
 
-def variant_name(wait: float, fsync: bool, poll: float = 0.0) -> str:
-    return f"wait {wait:g} ms{'' if fsync else ', no fsync'}{f', poll {poll:g} ms' if poll else ''}"
+def variant_name(wait: float, log_sync: str, poll: float = 0.0) -> str:
+    return f"sync {log_sync}, wait {wait:g} ms{f', poll {poll:g} ms' if poll else ''}"
 
 
-def parse_variant(text: str) -> tuple[float, bool, float]:
-    "'0' or '1.5' (fsync on), '0:nofsync' (fsync off), '0:poll20' (busy polling 20 ms) -> (batch wait ms, fsync, busy poll ms)."
+def parse_variant(text: str) -> tuple[float, str, float]:
+    "'0' or '1.5' (log sync batch), '0:second' (or :off), '0:batch:poll20' (busy polling 20 ms) -> (batch wait ms, log sync, busy poll ms)."
     wait, *modes = text.split(':')
     try:
         polls = [float(m[4:]) for m in modes if m.startswith('poll')]
-        if len(polls) > 1 or any(m not in ('fsync', 'nofsync') and not m.startswith('poll') for m in modes): raise ValueError
-        return float(wait), 'nofsync' not in modes, (polls or [0.0])[0]
-    except ValueError: raise argparse.ArgumentTypeError(f'{text!r}: expected MS, MS:nofsync, MS:pollN or MS:nofsync:pollN') from None
+        syncs = [m for m in modes if m in SYNC_MODES]
+        if len(polls) > 1 or len(syncs) > 1 or len(polls) + len(syncs) < len(modes): raise ValueError
+        return float(wait), (syncs or ['batch'])[0], (polls or [0.0])[0]
+    except ValueError: raise argparse.ArgumentTypeError(f'{text!r}: expected MS, MS:SYNC, MS:pollN or MS:SYNC:pollN '
+                                                        f"(SYNC one of {', '.join(SYNC_MODES)})") from None
 
 
 def latency_plot(rows: list[dict], out: Path):
@@ -268,8 +277,8 @@ def measured(coroutine):
 
 def measure_service(args, run_dir: Path, out: Path, variant: tuple, take, seconds: float, n_tp: int):
     "Latency rows, throughput rows and /health round trips against one service process."
-    (wait, fsync, poll), name, latency, throughput = variant, variant_name(*variant), [], []
-    proc, port = start_service(run_dir, out / f"state_{name.replace(' ', '_').replace(',', '')}", wait, args.threads, fsync,
+    (wait, log_sync, poll), name, latency, throughput = variant, variant_name(*variant), [], []
+    proc, port = start_service(run_dir, out / f"state_{name.replace(' ', '_').replace(',', '')}", wait, args.threads, log_sync,
                                busy_poll_ms=poll)
     try:
         for rate in args.rates:

@@ -106,7 +106,8 @@ _SERVE_EPILOG = '''examples:
 
 POST /score takes one transaction (a JSON object) or a list and answers, for each, tx_id, score,
 alert, graph_share, seq_share and cold_start; GET /health reports the service and its state. Each
-accepted request is logged to disk before it is answered, so a restart continues where it stopped.
+accepted request is written to the service's log before it is answered, so a restart continues where
+it stopped; --log-sync says when the log reaches the disk (what a power cut could take).
 Ctrl-C or SIGTERM stop cleanly and hand the state back to the run (RUN_DIR/model/state.npz).'''
 
 _SERVE_OPTIONS = [   # (ServeConfig field, type, default shown in --help (checked against ServeConfig), help)
@@ -117,6 +118,7 @@ _SERVE_OPTIONS = [   # (ServeConfig field, type, default shown in --help (checke
     ('snapshot_every', int, 100_000, 'transactions between state snapshots (the log holds the rest)'),
     ('threads', int, 1, 'torch CPU threads of the scorer'),
     ('busy_poll_ms', float, 0.0, 'after each request keep polling this long instead of sleeping: a core busy, less latency where waking is slow')]
+_LOG_SYNC = ('second', ('batch', 'second', 'off'))   # ServeConfig.log_sync's default and serve.LOG_SYNC_MODES (checked in tests)
 
 def _add_serve_parser(commands, fmt) -> None:
     "The `serve` subcommand; options not given keep `fusion_nb.serve.ServeConfig`'s defaults."
@@ -131,8 +133,11 @@ def _add_serve_parser(commands, fmt) -> None:
     for name, kind, shown, text in _SERVE_OPTIONS:
         limits.add_argument('--' + name.replace('_', '-'), type=kind, default=argparse.SUPPRESS, metavar='MS' if name.endswith('_ms') else 'N',
                             help=f'{text} (default: {shown})')
-    limits.add_argument('--no-fsync', dest='fsync', action='store_false', default=argparse.SUPPRESS,
-                        help='answer without waiting for the log to reach the disk (a power cut may lose answered requests)')
+    limits.add_argument('--log-sync', choices=_LOG_SYNC[1], default=argparse.SUPPRESS,
+                        help='when the log of answered requests reaches the disk: batch (fdatasync before answering: a power cut '
+                             'loses nothing answered; answers wait for the disk), second (fdatasync in the background within '
+                             'about a second: a power cut may lose the last second), off (when the OS writes it back); '
+                             f'a restart of the service loses nothing answered in any mode (default: {_LOG_SYNC[0]})')
 
 def _serve(args) -> int:
     "`fusion-nb serve`: run the HTTP scorer in the foreground until Ctrl-C or SIGTERM."

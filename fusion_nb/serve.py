@@ -22,11 +22,18 @@ from .scoring import FraudModel, ScoringInputError, load_model
 from .bundle import BUNDLE_DIR, ScoringState, load_state
 
 # %% auto #0
-__all__ = ['SERVE_FOLDER', 'ServeConfig', 'transaction_schema', 'RequestError', 'TransactionParser', 'transactions_frame',
-           'StateFolderBusy', 'StateJournal', 'restore_state', 'Scorekeeper', 'MicroBatcher', 'scoring_app', 'serve',
-           'running_service', 'later_transactions']
+__all__ = ['LOG_SYNC_MODES', 'LOG_SYNC_INTERVAL_S', 'SERVE_FOLDER', 'ServeConfig', 'transaction_schema', 'RequestError',
+           'TransactionParser', 'transactions_frame', 'StateFolderBusy', 'LogSyncer', 'StateJournal', 'restore_state',
+           'Scorekeeper', 'MicroBatcher', 'scoring_app', 'serve', 'running_service', 'later_transactions']
 
 # %% ../nbs/14b_serve.ipynb #b7ef138d
+LOG_SYNC_MODES = {      # ServeConfig.log_sync: when an accepted batch's log line reaches the disk
+    'batch': 'fdatasync before the batch is answered: nothing answered is lost, even on a power cut; every answer waits for the disk',
+    'second': 'written before the batch is answered and fdatasync-ed by a background thread within about LOG_SYNC_INTERVAL_S: '
+              'a restart or a crash of the service loses nothing answered, a power cut at most the last second',
+    'off': 'written before the batch is answered; the operating system writes it back when it likes (a power cut may lose more)'}
+LOG_SYNC_INTERVAL_S = 1.0   # log_sync='second': the background fdatasync runs this often while batches arrive
+
 @dataclass
 class ServeConfig:
     "Limits and timing of the HTTP scorer; `fusion-nb serve` reads its option defaults from here."
@@ -35,7 +42,7 @@ class ServeConfig:
     batch_wait_ms: float = 0.0          # micro-batching: after the first queued request, wait this long for more
     max_batch_rows: int = 8_192         # transactions the writer scores in one call at most
     snapshot_every: int = 100_000       # transactions between state snapshots (the log holds the rest)
-    fsync: bool = True                  # fsync the log before answering (off: a power cut may lose answered rows)
+    log_sync: str = 'second'            # when the log reaches the disk: 'batch', 'second' or 'off' (LOG_SYNC_MODES)
     threads: int = 1                    # torch CPU threads of `fusion-nb serve` (small batches gain nothing from more)
     busy_poll_ms: float = 0.0           # after each request, keep the event loop polling this long instead of sleeping (a core busy)
 
@@ -141,27 +148,57 @@ def _fsync_folder(folder: Path):
     finally: os.close(fd)
 
 # %% ../nbs/14b_serve.ipynb #53c1e74b
+class LogSyncer:
+    "A thread that `fdatasync`s a file every `interval` seconds when it was written since (`mark()`); errors are kept."
+    def __init__(self, fd: int, interval: float | None = None):
+        self.fd, self.interval = fd, LOG_SYNC_INTERVAL_S if interval is None else interval
+        self.dirty, self.error, self.syncs, self.stopping = False, None, 0, threading.Event()
+        self.thread = threading.Thread(target=self._run, name='fusion-nb log sync', daemon=True)
+        self.thread.start()
+
+    def mark(self): self.dirty = True
+
+    def sync(self):
+        "One `fdatasync` if the file was written since the last; clears the mark first, so a write during it is kept."
+        if not self.dirty or self.error: return
+        self.dirty = False
+        try: os.fdatasync(self.fd); self.syncs += 1
+        except OSError as e: self.error = f'{type(e).__name__}: {e}'
+
+    def _run(self):
+        while not self.stopping.wait(self.interval): self.sync()
+
+    def close(self):
+        "Stop the thread, then sync what is left."
+        self.stopping.set(); self.thread.join(); self.sync()
+
 class StateJournal:
     "A service's state folder: the current snapshot, plus a write-ahead log of the batches accepted since."
-    def __init__(self, folder, fsync: bool = True):
+    def __init__(self, folder, log_sync: str = ServeConfig.log_sync):
+        if log_sync not in LOG_SYNC_MODES:
+            raise ValueError(f"log_sync={log_sync!r}: expected one of {', '.join(map(repr, LOG_SYNC_MODES))}.")
         self.folder = Path(folder); self.folder.mkdir(parents=True, exist_ok=True)
-        self.fsync, self.lock_fd = fsync, _hold_lock(self.folder / '.lock')
+        self.log_sync, self.lock_fd = log_sync, _hold_lock(self.folder / '.lock')
         self.log_path, self.pointer_path = self.folder / 'log.jsonl', self.folder / 'current.json'
         self.log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        self.syncer = LogSyncer(self.log_fd) if log_sync == 'second' else None
 
     def pointer(self) -> dict | None:
         return json.loads(self.pointer_path.read_text()) if self.pointer_path.exists() else None
 
     def append(self, seq: int, rows: list[dict]):
-        "Write batch `seq` as one line and make it durable before returning."
+        "Write batch `seq` as one line (and `fdatasync` it with log_sync='batch') before returning; OSError if it cannot."
+        if self.syncer is not None and self.syncer.error:
+            raise OSError(f'the background fdatasync of {self.log_path} failed ({self.syncer.error})')
         line = json.dumps({'seq': seq, 'rows': rows}, separators=(',', ':'))
         size = os.fstat(self.log_fd).st_size
         try:
             os.write(self.log_fd, line.encode() + b'\n')
-            if self.fsync: os.fdatasync(self.log_fd)
+            if self.log_sync == 'batch': os.fdatasync(self.log_fd)
         except OSError:
             os.ftruncate(self.log_fd, size)          # no half line before the next one
             raise
+        if self.syncer is not None: self.syncer.mark()
 
     def snapshot(self, state: ScoringState, seq: int, handed_back: bool = False):
         "Save `state` as of batch `seq`, make it current, empty the log and drop older snapshots."
@@ -189,7 +226,11 @@ class StateJournal:
         return records
 
     def close(self):
-        for fd in (self.log_fd, self.lock_fd): os.close(fd)
+        "Sync the log (log_sync='second': the background thread's last round), release the folder."
+        try:
+            if self.syncer is not None: self.syncer.close()
+        finally:
+            for fd in (self.log_fd, self.lock_fd): os.close(fd)
 
 # %% ../nbs/14b_serve.ipynb #8b8afdb9
 def restore_state(journal: StateJournal, run_dir) -> tuple[FraudModel, int]:
@@ -230,7 +271,7 @@ def _conflict(e: ScoringInputError) -> RequestError:
 class Scorekeeper:
     "The service's single writer: scores, logs and appends each batch of requests to the state, in arrival order."
     def __init__(self, run_dir, folder, config: ServeConfig | None = None):
-        self.config, self.journal = config or ServeConfig(), StateJournal(folder, fsync=(config or ServeConfig()).fsync)
+        self.config, self.journal = config or ServeConfig(), StateJournal(folder, (config or ServeConfig()).log_sync)
         try:
             self.model, self.seq = restore_state(self.journal, run_dir)
             self.model.warm_up()       # a first call's one-off costs, paid before the first request
@@ -415,7 +456,7 @@ def scoring_app(run_dir, state_dir=None, config: ServeConfig | None = None) -> F
     async def health():
         return dict(status='broken' if keeper.broken else 'ok', seq=keeper.seq, threshold=model.threshold,
                     state_rows=model.state.n_rows, state_dir=str(keeper.journal.folder), **keeper.counts,
-                    busy_poll_s=round(batcher.polled_s, 3))
+                    busy_poll_s=round(batcher.polled_s, 3), log_sync=keeper.journal.log_sync)
     return app
 
 # %% ../nbs/14b_serve.ipynb #75eced5a
