@@ -3,7 +3,8 @@
 The service runs in its own process (`python -m fusion_nb.cli serve`), as in production; this process is the load
 generator: a raw HTTP/1.1 client on asyncio with keep-alive connections, light enough to leave the service most of a
 core. On a 2-core machine the two still share the CPU with each other (and with whatever else runs): say so when
-quoting the figures.
+quoting the figures. `--pin` gives the service a core of its own and the load generator the others, as a client on
+another machine would leave it.
 
 1. Latency (open loop): single-transaction requests sent at fixed rates (default 50/100/200/400 per second) for
    `--seconds` each, on a schedule that does not wait for answers. A request's latency runs from its *scheduled*
@@ -37,14 +38,15 @@ def free_port() -> int:
 
 
 def start_service(run_dir: Path, state_dir: Path, batch_wait_ms: float, threads: int, log_sync: str = 'batch',
-                  timeout: float = 120, busy_poll_ms: float = 0.0):
+                  timeout: float = 120, busy_poll_ms: float = 0.0, cpus: set[int] | None = None):
     "`fusion-nb serve` in a child process on a free loopback port; returns (process, port) once /health answers."
     port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [sys.executable, '-m', 'fusion_nb.cli', 'serve', str(run_dir), '--port', str(port), '--state-dir', str(state_dir),
            '--batch-wait-ms', str(batch_wait_ms), '--threads', str(threads), '--busy-poll-ms', str(busy_poll_ms)]
     cmd += ['--log-sync', log_sync]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None     # before exec: every thread of the service inherits it
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=pin)
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None: raise RuntimeError(f'the service exited ({proc.returncode}):\n{proc.stdout.read()}')
@@ -215,6 +217,8 @@ def add_args(ap):
                     metavar='MS[:SYNC][:pollN]', help="services to compare: --batch-wait-ms, :batch, :second or :off for "
                     f"--log-sync (default batch), :pollN for --busy-poll-ms N (default: {' '.join(DEFAULT_VARIANTS)})")
     ap.add_argument('--throughput-rows', type=int, default=20_000, help='transactions per throughput measurement (--quick: 2000)')
+    ap.add_argument('--pin', action='store_true', help='run the service on the last core and this load generator on the others '
+                    '(as with a client on another machine; default: both share every core)')
 
 
 async def health_round_trips(port: int, n: int = 200) -> list[float]:
@@ -279,7 +283,7 @@ def measure_service(args, run_dir: Path, out: Path, variant: tuple, take, second
     "Latency rows, throughput rows and /health round trips against one service process."
     (wait, log_sync, poll), name, latency, throughput = variant, variant_name(*variant), [], []
     proc, port = start_service(run_dir, out / f"state_{name.replace(' ', '_').replace(',', '')}", wait, args.threads, log_sync,
-                               busy_poll_ms=poll)
+                               busy_poll_ms=poll, cpus=args.service_cpus)
     try:
         for rate in args.rates:
             r = measured(open_loop(port, bodies_of(take(int(rate * seconds))), rate, args.max_outstanding))
@@ -306,8 +310,20 @@ def served_copy(run_dir: Path, out: Path) -> Path:
     return dst
 
 
+def pin_cores(args) -> str:
+    "With --pin: the service's core set in `args.service_cpus` and this process on the rest; a note for the tables."
+    cores = sorted(os.sched_getaffinity(0))
+    args.service_cpus = None
+    if not args.pin: return f'service and load generator share this {os.cpu_count()}-core machine (and anything else running on it)'
+    if len(cores) < 2: raise SystemExit('--pin needs at least 2 cores (one for the service, one for the load generator)')
+    args.service_cpus = {cores[-1]}
+    os.sched_setaffinity(0, set(cores[:-1]))
+    return f'service pinned to core {cores[-1]}, load generator to cores {cores[:-1]} (anything else may use any core)'
+
+
 def run(args, out: Path):
     use_uvloop()
+    placement = pin_cores(args)
     seconds = 2 if args.quick and args.seconds == 10 else args.seconds
     n_tp = 2000 if args.quick and args.throughput_rows == 20_000 else args.throughput_rows
     measured = Path(args.run) if args.run else tiny_run(out / 'run', *((3000, True) if args.quick else (args.train_rows, False)))
@@ -321,8 +337,8 @@ def run(args, out: Path):
     for variant in args.variants:
         lat, tp, trips = measure_service(args, run_dir, out, variant, take, seconds, n_tp)
         latency += lat; throughput += tp; health += trips
-    notes = [f'run: {measured} (served from a copy, {run_dir}); {seconds:g} s per rate; at most {args.max_outstanding} in flight; service and load generator '
-             f'share this {os.cpu_count()}-core machine (and anything else running on it); torch threads in the service: {args.threads}',
+    notes = [f'run: {measured} (served from a copy, {run_dir}); {seconds:g} s per rate; at most {args.max_outstanding} in flight; {placement}; '
+             f'torch threads in the service: {args.threads}',
              'target: p99 <= 10 ms at 200 requests/s']
     report('serve latency: single-transaction requests, open loop', latency,
            ['service', 'rate', 'sent', 'dropped', 'ok', 'refused', 'achieved_per_s', 'p50_ms', 'p90_ms', 'p99_ms', 'max_ms'],
