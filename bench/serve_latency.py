@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import script_main, report, save_png, pyplot
 from score_batch import tiny_run, later_rows
+from fusion_nb.serve import LOG_SYNC_MODES
 
 
 def free_port() -> int:
@@ -181,20 +182,22 @@ def breakdown(run_dir: Path, rows: list[dict], folder: Path, n: int = BREAKDOWN_
         after = f', each after a {pause * 1000:g} ms pause' if pause else ''
         out.append(stats(f'model.score_arrays(1 record, update_state=True), in process{after}', times[10:]))
     folder.mkdir(parents=True, exist_ok=True)
-    fd, times = os.open(folder / 'fsync_probe', os.O_WRONLY | os.O_CREAT | os.O_APPEND), []
+    for sync, what in ((True, 'log line + fdatasync (what --log-sync batch waits for)'),
+                       (False, 'log line alone (what --log-sync second and off wait for)')):
+        out.append(stats(f'{what}, each after a {PAUSE_S * 1000:g} ms pause', log_line_times(folder, rows[:n], sync)))
+    return out
+
+
+def log_line_times(folder: Path, rows: list[dict], sync: bool) -> list[float]:
+    "Seconds of FSYNC_CALLS log lines appended to a probe file in `folder`, each after PAUSE_S, with `fdatasync` or not."
+    fd, times = os.open(folder / 'log_probe', os.O_WRONLY | os.O_CREAT | os.O_APPEND), []
     for i in range(FSYNC_CALLS):    # a rare slow sync stalls every request behind it: enough calls to see the tail
         time.sleep(PAUSE_S)
-        start = time.perf_counter(); os.write(fd, json.dumps(rows[i % n]).encode() + b'\n'); os.fdatasync(fd)
+        start = time.perf_counter(); os.write(fd, json.dumps(rows[i % len(rows)]).encode() + b'\n')
+        if sync: os.fdatasync(fd)
         times.append(time.perf_counter() - start)
-    os.close(fd); os.unlink(folder / 'fsync_probe')
-    out.append(stats(f"log line + fdatasync (what --log-sync batch waits for), each after a {PAUSE_S * 1000:g} ms pause", times))
-    fd, times = os.open(folder / 'write_probe', os.O_WRONLY | os.O_CREAT | os.O_APPEND), []
-    for i in range(FSYNC_CALLS):
-        time.sleep(PAUSE_S)
-        start = time.perf_counter(); os.write(fd, json.dumps(rows[i % n]).encode() + b'\n'); times.append(time.perf_counter() - start)
-    os.close(fd); os.unlink(folder / 'write_probe')
-    out.append(stats(f"log line alone (what --log-sync second and off wait for), each after a {PAUSE_S * 1000:g} ms pause", times))
-    return out
+    os.close(fd); os.unlink(folder / 'log_probe')
+    return times
 
 
 def use_uvloop():
@@ -231,7 +234,7 @@ async def health_round_trips(port: int, n: int = 200) -> list[float]:
 
 
 DEFAULT_VARIANTS = ('0:batch', '1:batch', '0:second', '0:off', '0:batch:poll20', '0:second:poll20')
-SYNC_MODES = ('batch', 'second', 'off')     # fusion_nb.serve.LOG_SYNC_MODES
+SYNC_MODES = tuple(LOG_SYNC_MODES)
 
 
 def variant_name(wait: float, log_sync: str, poll: float = 0.0) -> str:

@@ -149,10 +149,10 @@ def _fsync_folder(folder: Path):
 
 # %% ../nbs/14b_serve.ipynb #53c1e74b
 class LogSyncer:
-    "A thread that `fdatasync`s a file every `interval` seconds when it was written since (`mark()`); errors are kept."
-    def __init__(self, fd: int, interval: float | None = None):
-        self.fd, self.interval = fd, LOG_SYNC_INTERVAL_S if interval is None else interval
-        self.dirty, self.error, self.syncs, self.stopping = False, None, 0, threading.Event()
+    "A thread that `fdatasync`s a file every `LOG_SYNC_INTERVAL_S` when it was written since (`mark()`); errors are kept."
+    def __init__(self, fd: int):
+        self.fd, self.interval = fd, LOG_SYNC_INTERVAL_S
+        self.dirty, self.error, self.stopping = False, None, threading.Event()
         self.thread = threading.Thread(target=self._run, name='fusion-nb log sync', daemon=True)
         self.thread.start()
 
@@ -162,7 +162,7 @@ class LogSyncer:
         "One `fdatasync` if the file was written since the last; clears the mark first, so a write during it is kept."
         if not self.dirty or self.error: return
         self.dirty = False
-        try: os.fdatasync(self.fd); self.syncs += 1
+        try: os.fdatasync(self.fd)
         except OSError as e: self.error = f'{type(e).__name__}: {e}'
 
     def _run(self):
@@ -271,7 +271,8 @@ def _conflict(e: ScoringInputError) -> RequestError:
 class Scorekeeper:
     "The service's single writer: scores, logs and appends each batch of requests to the state, in arrival order."
     def __init__(self, run_dir, folder, config: ServeConfig | None = None):
-        self.config, self.journal = config or ServeConfig(), StateJournal(folder, (config or ServeConfig()).log_sync)
+        self.config = config or ServeConfig()
+        self.journal = StateJournal(folder, self.config.log_sync)
         try:
             self.model, self.seq = restore_state(self.journal, run_dir)
             self.model.warm_up()       # a first call's one-off costs, paid before the first request
