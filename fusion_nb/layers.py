@@ -1,7 +1,7 @@
 """`FastDropout` and `FastTanh`: drop-in `nn.Dropout` and `nn.Tanh` with cheaper CPU kernels. They compute the same functions.
 Two parameter-free layers used by the encoders and the fusion heads. `FastDropout` draws its mask from
-16-bit random numbers and `FastTanh` computes `2*sigmoid(2x)-1`; on the CPU both cost a fraction of
-torch's own kernels, on the GPU both call the native ones, and checkpoints are unchanged.
+16-bit random numbers and `FastTanh` computes `2*sigmoid(2x)-1` where torch's tanh is slow (MKL on a CPU not made
+by Intel); on the CPU they cost a fraction of torch's own kernels, on the GPU both call the native ones, and checkpoints are unchanged.
 
 Docs: https://fusion-nb.github.io/fusion_nb/layers.html.md"""
 
@@ -9,12 +9,14 @@ Docs: https://fusion-nb.github.io/fusion_nb/layers.html.md"""
 
 # %% ../nbs/00a_layers.ipynb #b4991e20
 from __future__ import annotations
+import platform
+import sys
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['FastDropout', 'FastTanh']
+__all__ = ['TANH_VIA_SIGMOID', 'FastDropout', 'cpu_vendor', 'FastTanh']
 
 # %% ../nbs/00a_layers.ipynb #e0390a05
 class FastDropout(nn.Dropout):
@@ -29,8 +31,23 @@ class FastDropout(nn.Dropout):
         mask = (draws < keep - 32768).to(x.dtype).mul_(65536 / keep)
         return x.mul_(mask) if self.inplace else x * mask
 
+def cpu_vendor() -> str:
+    "The CPU maker's id as the CPU reports it ('GenuineIntel', 'AuthenticAMD', ...); '' where it cannot be read."
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('vendor_id'): return line.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() if sys.platform == 'win32' else ''
+
+def _tanh_via_sigmoid() -> bool:
+    "Whether torch's CPU tanh runs in MKL on a CPU not made by Intel, where MKL takes a slow path (see the prose)."
+    return sys.platform != 'darwin' and torch.backends.mkl.is_available() and 'intel' not in cpu_vendor().lower()
+
+TANH_VIA_SIGMOID = _tanh_via_sigmoid()   # FastTanh's CPU route on this machine, decided once at import
+
 class FastTanh(nn.Tanh):
-    "`nn.Tanh`; on the CPU computed as 2*sigmoid(2x) - 1 (the same function, a faster kernel there)."
+    "`nn.Tanh`; on the CPU, where `TANH_VIA_SIGMOID`, computed as 2*sigmoid(2x) - 1 (the same function, a faster kernel there)."
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != 'cpu': return torch.tanh(x)
+        if x.device.type != 'cpu' or not TANH_VIA_SIGMOID: return torch.tanh(x)
         return torch.sigmoid(x * 2).mul(2).sub(1)
