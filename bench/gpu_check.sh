@@ -18,10 +18,13 @@
 # 5. the training step (bench/cuda_step.py, issue 13): eager vs captured CUDA graph vs torch.compile, fp32 vs bf16, and
 #    9 stacked heads eager vs captured; then the CUDA tests of nbs/06b_cuda_step.ipynb;
 # 6. the Trees baseline's XGBoost on CUDA vs CPU (bench/trees_gpu.py, issue 15) and the graph encoders HybridGNN vs
-#    MultiGINE vs MultiPNA on the simulator (bench/multignn_ablation.py, issue 15): fit times and validation AP.
+#    MultiGINE vs MultiPNA on the simulator (bench/multignn_ablation.py, issue 15): fit times and validation AP;
+# 7. the default run (fusion-nb run --model Gated) with its heads one at a time and stacked: wall and stage times;
+# 8. the whole pipeline at PIPELINE_ROWS transactions (bench/pipeline.py; default 6,360,000, the PaySim size; several
+#    minutes; SKIP_PIPELINE=1 skips it): per-stage seconds, the head fit among them.
 # Figures are printed and written under OUT_DIR (default outputs/bench/<timestamp>_gpu/).
 # Settings via the environment: DEVICE (default cuda), ROWS (training rows, default 1000000), HIDDEN (head widths,
-# default "64 256"), SCORE_ROWS (default 1000000), THREADS (CPU threads, default 4). Each step has a time limit; a step
+# default "64 256"), SCORE_ROWS (default 1000000), THREADS (CPU threads, default 4), PIPELINE_ROWS, SKIP_PIPELINE. Each step has a time limit; a step
 # that fails or runs out of time is reported and the next one still runs (exit status 1 at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +34,7 @@ ROWS=${ROWS:-1000000}
 THREADS=${THREADS:-4}
 HIDDEN=${HIDDEN:-64 256}
 SCORE_ROWS=${SCORE_ROWS:-1000000}
+PIPELINE_ROWS=${PIPELINE_ROWS:-6360000}
 FAILED=""
 OUT=${1:-outputs/bench/$(date +%Y%m%d-%H%M%S)_gpu}
 if [ -e "$OUT" ] && [ -n "$(ls -A "$OUT" 2>/dev/null)" ]; then echo "gpu_check: $OUT exists and is not empty; pass a new folder." >&2; exit 2; fi
@@ -103,5 +107,17 @@ echo; echo "== 6. issue 15 on $DEVICE: XGBoost trees CUDA vs CPU; graph encoders
 timeout 300 $PY bench/trees_gpu.py || { echo "STEP 6 (trees) FAILED or timed out (exit $?)"; FAILED="$FAILED 6-trees"; }
 timeout 420 $PY bench/multignn_ablation.py --data sim --device "$DEVICE" --only HybridGNN,MultiGINE,MultiPNA --hidden 64 --epochs 100 --lr 5e-3 \
     || { echo "STEP 6 (multignn) FAILED or timed out (exit $?)"; FAILED="$FAILED 6-multignn"; }
+echo; echo "== 7. the default run on $DEVICE (fusion-nb run --model Gated), heads one at a time and stacked: stage times (issue 13: at most 40 s wall) =="
+for STACK in off auto; do
+  T0=$(date +%s)
+  if timeout 300 $PY -m fusion_nb.cli run --model Gated --device "$DEVICE" --threads "$THREADS" --stack-heads "$STACK" \
+      --output-dir "$OUT/default_run_$STACK" >"$OUT/default_run_$STACK.log" 2>&1; then
+    echo "stack-heads $STACK: $(( $(date +%s) - T0 )) s wall (with start-up)"; grep -E '^(stages|heads|views|trees):' "$OUT/default_run_$STACK.log" | sed 's/^/  /'
+  else echo "STEP 7 ($STACK) FAILED or timed out; last lines of $OUT/default_run_$STACK.log:"; tail -n 15 "$OUT/default_run_$STACK.log"; FAILED="$FAILED 7-$STACK"; fi
+done
+echo; echo "== 8. the pipeline at ${PIPELINE_ROWS} transactions on $DEVICE (bench/pipeline.py): per-stage seconds (issue 13: head fit at most 10 s at 6.36M) =="
+if [ "${SKIP_PIPELINE:-0}" = 1 ]; then echo "skipped (SKIP_PIPELINE=1)"
+else timeout 600 $PY bench/pipeline.py --device "$DEVICE" --threads "$THREADS" --sizes "$PIPELINE_ROWS" --out "$OUT/pipeline" \
+    || { echo "STEP 8 FAILED or timed out (exit $?)"; FAILED="$FAILED 8"; }; fi
 echo; echo "gpu_check done in $(( $(date +%s) - START )) s; figures in $OUT${FAILED:+; FAILED steps:$FAILED}"
 [ -z "$FAILED" ]
