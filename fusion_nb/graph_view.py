@@ -323,8 +323,9 @@ class GNNEncoder(nn.Module):
 
     def embed(self, h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor | None = None, edge_attr: torch.Tensor | None = None) -> torch.Tensor:
         "Transaction embeddings [B, emb_dim] from node states `h` (account data: endpoints and edge features; tx graph: node `src`)."
-        z = self.proj_src(h)[src]
-        if self.kind == 'account': z = z + self.proj_dst(h)[dst] + self.proj_edge(edge_attr)
+        # index_select, not h[src]: on a multi-threaded CPU the backward of advanced indexing sums repeated rows in a varying order
+        z = self.proj_src(h).index_select(0, src)
+        if self.kind == 'account': z = z + self.proj_dst(h).index_select(0, dst) + self.proj_edge(edge_attr)
         return self.tail(z)
 
     def forward(self, g: GraphInputs, src: torch.Tensor, dst: torch.Tensor | None = None, edge_attr: torch.Tensor | None = None) -> torch.Tensor:
