@@ -309,10 +309,11 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError): return None
 
 def environment_info(device: torch.device | str | None = None) -> dict:
-    "Versions, platform and device, for results files."
+    "Versions, platform, device and the CPU's maker (which picks FastTanh's route, 00a_layers), for results files."
     from fusion_nb import __version__
+    import fusion_nb.layers as layers          # the maker, and the route as this process takes it now
     dev = resolve_device(device or 'auto')
     return dict(platform=detect_platform(), device=str(dev),
                 device_name=torch.cuda.get_device_name(dev) if dev.type == 'cuda' else None,
                 torch=torch.__version__, fusion_nb=__version__, git_commit=git_commit(),
-                python=__import__('sys').version.split()[0])
+                python=__import__('sys').version.split()[0], cpu_vendor=layers.cpu_vendor(), tanh_via_sigmoid=layers.TANH_VIA_SIGMOID)

@@ -185,6 +185,8 @@ RESULTS_SCHEMA = {
                                        'device_name': {'type': ['string', 'null']}, 'torch': {'type': 'string'},
                                        'fusion_nb': {'type': 'string'}, 'git_commit': {'type': ['string', 'null']},
                                        'python': {'type': 'string'}, 'threads': {'type': 'integer', 'minimum': 1},
+                                       'cpu_vendor': {'type': 'string', 'description': "the CPU maker's id ('' if unknown)"},
+                                       'tanh_via_sigmoid': {'type': 'boolean', 'description': "FastTanh's CPU route in the run's process (00a_layers)"},
                                        'head_workers': {'type': 'integer', 'minimum': 1, 'description': 'processes that trained the heads '
                                                         '(07c_workers; 1: in the run\'s own process)'}}},
         'models': {'type': 'object', 'minProperties': 1, 'additionalProperties': {'$ref': '#/$defs/model'}},
