@@ -19,7 +19,7 @@ from .fusion import select_views
 from .train import fit
 
 # %% auto #0
-__all__ = ['worker_context', 'head_workers', 'fit_in_workers']
+__all__ = ['EVENTS_WAIT_S', 'worker_context', 'head_workers', 'fit_in_workers']
 
 # %% ../nbs/07c_workers.ipynb #01328838
 def worker_context():
@@ -52,16 +52,20 @@ def _train_in_worker(name: str) -> tuple:
         result = fit(jobs['heads'][name], triple('train'), triple('val'), jobs['configs'][name],
                      checkpoint_path=jobs['checkpoints'].get(name), desc=name, resume_path=jobs['resumes'].get(name),
                      on_epoch=on_epoch, progress=False)
+    if events is not None: events.put((name, None))       # the model's last event: the caller waits until it has it
     state = {k: v.detach().cpu().numpy() for k, v in jobs['heads'][name].state_dict().items()}
     return name, state, result, [(w.category, str(w.message)) for w in caught]
 
 # %% ../nbs/07c_workers.ipynb #7eb39759
-def _drain(events, on_epoch: Callable | None):
-    "Hand every epoch event the workers have queued to `on_epoch(name, info)`."
+EVENTS_WAIT_S = 30.0   # how long the caller waits for a finished model's last epoch events to come through the queue
+
+def _drain(events, on_epoch: Callable | None, done: set, until: int = 0):
+    "Hand the queued epoch events to `on_epoch(name, info)`; `(name, None)` marks model `name`'s last, added to `done`. Waits while fewer than `until` are done."
     while events is not None:
-        try: name, info = events.get_nowait()
+        try: name, info = events.get(timeout=EVENTS_WAIT_S) if len(done) < until else events.get_nowait()
         except queue.Empty: return
-        on_epoch(name, info)
+        if info is None: done.add(name)
+        else: on_epoch(name, info)
 
 def _take(future, heads: dict, results: dict, progress: bool, tick: EpochTicker):
     "A finished job: its warnings re-issued here, its best weights into the caller's head, its progress line (and now and then the count)."
@@ -81,20 +85,20 @@ def _terminate(pool):
 
 def _run_jobs(pool, heads: dict, events, on_epoch, progress: bool, workers: int) -> dict:
     "Submit every head, collect them as they finish; on an error the queued jobs are cancelled and it is raised."
-    results, pending = {}, {pool.submit(_train_in_worker, name) for name in heads}
+    results, pending, done = {}, {pool.submit(_train_in_worker, name) for name in heads}, set()
     tick = EpochTicker(f'heads in {workers} workers', len(heads), progress, units='heads trained')
     try:
         while pending:
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            _drain(events, on_epoch)
-            for future in done: _take(future, heads, results, progress, tick)
+            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(events, on_epoch, done)
+            for future in finished: _take(future, heads, results, progress, tick)
     except Exception:
         pool.shutdown(wait=True, cancel_futures=True)       # the running models finish (and keep their checkpoints)
         raise
     except BaseException:                                    # an interrupt: stop the workers now, not after their models
         _terminate(pool)
         raise
-    _drain(events, on_epoch)
+    _drain(events, on_epoch, done, until=len(heads))    # a worker's queue may still hold its last events: wait for them
     return results
 
 # %% ../nbs/07c_workers.ipynb #2e289b78
