@@ -30,7 +30,7 @@ __all__ = ['SMALL_LOOKUP', 'STATE_FORMAT', 'BUNDLE_FORMAT', 'BUNDLE_DIR', 'HEAD_
            'STACKED_MAX_ROWS', 'ScoringState', 'state_from_transactions', 'state_transactions', 'account_codes',
            'seen_tx_ids', 'history_rows', 'append_rows', 'node_states', 'cold_state', 'StateError', 'save_state',
            'load_state', 'BundleError', 'load_heads', 'LinearAct', 'inference_head', 'StackedHeads', 'stacked_heads',
-           'mean_scores', 'write_bundle', 'Bundle', 'read_bundle']
+           'mean_scores', 'write_bundle', 'Bundle', 'check_bundle', 'read_bundle']
 
 # %% ../nbs/14_bundle.ipynb #b14b0006
 _COLUMNS = ('tx_id', 'time', 'src', 'dst', 'amount', 'type')
@@ -574,6 +574,11 @@ class Bundle:
 
 def _check_manifest(folder: Path) -> dict:
     run = folder.parent
+    runs = sorted(p.parent.parent for p in run.glob(f'*/{BUNDLE_DIR}/manifest.json')) if not folder.is_dir() else []
+    if runs:
+        which = (f'the run folder in it, {runs[0]}' if len(runs) == 1 else
+                 f'one of the {len(runs)} run folders in it that hold a model bundle, e.g. {runs[-1]}')
+        raise BundleError(f'{run} is a folder of runs, not a run: pass {which}')
     if not folder.is_dir():
         raise BundleError(f'{run} has no model bundle ({BUNDLE_DIR}/): the run was trained before fusion_nb wrote bundles, or '
                           'on a dataset without transactions (embeddings, demo, Elliptic). Train it again with `fusion-nb run` '
@@ -595,8 +600,8 @@ def _check_manifest(folder: Path) -> dict:
     return manifest
 
 # %% ../nbs/14_bundle.ipynb #b14b0035
-def read_bundle(run_dir, state_path=None) -> Bundle:
-    "The checked bundle of `run_dir` (state from `state_path`, default `model/state.npz`); `BundleError` says what is wrong."
+def check_bundle(run_dir) -> dict:
+    "The bundle's metadata (`bundle.json`) once its files are present, intact and of this version; `BundleError` if not."
     folder = Path(run_dir) / BUNDLE_DIR
     _check_manifest(folder)
     meta = json.loads((folder / 'bundle.json').read_text())
@@ -604,6 +609,11 @@ def read_bundle(run_dir, state_path=None) -> Bundle:
         raise BundleError(f'{folder}: its encoders were written by view code version {meta.get("views_version")}, this fusion_nb '
                           f'computes views with version {VIEWS_VERSION}: embeddings would differ. Use fusion_nb '
                           f'{meta.get("fusion_nb_version")}, or train again.')
+    return meta
+
+def read_bundle(run_dir, state_path=None) -> Bundle:
+    "The checked bundle of `run_dir` (state from `state_path`, default `model/state.npz`); `BundleError` says what is wrong."
+    folder, meta = Path(run_dir) / BUNDLE_DIR, check_bundle(run_dir)
     try: encoders = load_view_encoders(folder / 'encoders.pt')
     except EncodersError as e: raise BundleError(str(e)) from None
     heads = load_heads(folder, meta)

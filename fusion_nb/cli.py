@@ -141,10 +141,10 @@ def _add_serve_parser(commands, fmt) -> None:
 
 def _serve(args) -> int:
     "`fusion-nb serve`: run the HTTP scorer in the foreground until Ctrl-C or SIGTERM."
-    from fusion_nb.serve import serve, ServeConfig, StateFolderBusy
+    from fusion_nb.serve import serve, ServeConfig, ServiceStartError
     limits = {k: v for k, v in vars(args).items() if k in ServeConfig.__dataclass_fields__}
     try: serve(args.run_dir, args.host, args.port, args.state_dir, ServeConfig(**limits))
-    except StateFolderBusy as e:
+    except ServiceStartError as e:   # the port or the state folder is taken
         print(f'fusion-nb serve: error: {e}', file=sys.stderr); return 2
     return 0
 

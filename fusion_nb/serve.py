@@ -19,12 +19,13 @@ import uvicorn
 from .env import atomic_write_text, torch_threads
 from .simulator import SimConfig, simulate_transactions
 from .scoring import FraudModel, ScoringInputError, load_model
-from .bundle import BUNDLE_DIR, ScoringState, load_state
+from .bundle import BUNDLE_DIR, ScoringState, load_state, check_bundle
 
 # %% auto #0
 __all__ = ['LOG_SYNC_MODES', 'LOG_SYNC_INTERVAL_S', 'SERVE_FOLDER', 'ServeConfig', 'transaction_schema', 'RequestError',
-           'TransactionParser', 'transactions_frame', 'StateFolderBusy', 'LogSyncer', 'StateJournal', 'restore_state',
-           'Scorekeeper', 'MicroBatcher', 'scoring_app', 'serve', 'running_service', 'later_transactions']
+           'TransactionParser', 'transactions_frame', 'ServiceStartError', 'StateFolderBusy', 'LogSyncer',
+           'StateJournal', 'restore_state', 'Scorekeeper', 'MicroBatcher', 'scoring_app', 'listening_socket', 'serve',
+           'running_service', 'later_transactions']
 
 # %% ../nbs/14b_serve.ipynb #b7ef138d
 LOG_SYNC_MODES = {      # ServeConfig.log_sync: when an accepted batch's log line reaches the disk
@@ -126,7 +127,10 @@ def transactions_frame(records: list[dict], feature_columns=()) -> pd.DataFrame:
 # %% ../nbs/14b_serve.ipynb #091170d2
 SERVE_FOLDER = 'serve'          # the service's state folder inside a run folder (default of --state-dir)
 
-class StateFolderBusy(RuntimeError):
+class ServiceStartError(RuntimeError):
+    "The service cannot start: its port or its state folder is taken."
+
+class StateFolderBusy(ServiceStartError):
     "Another service holds this state folder."
 
 def _hold_lock(path: Path) -> int:
@@ -272,6 +276,7 @@ class Scorekeeper:
     "The service's single writer: scores, logs and appends each batch of requests to the state, in arrival order."
     def __init__(self, run_dir, folder, config: ServeConfig | None = None):
         self.config = config or ServeConfig()
+        check_bundle(run_dir)          # a folder without a usable bundle is refused before the state folder is made
         self.journal = StateJournal(folder, self.config.log_sync)
         try:
             self.model, self.seq = restore_state(self.journal, run_dir)
@@ -461,10 +466,25 @@ def scoring_app(run_dir, state_dir=None, config: ServeConfig | None = None) -> F
     return app
 
 # %% ../nbs/14b_serve.ipynb #75eced5a
-def _server(app: FastAPI, sock: socket.socket | None = None, **kwargs) -> uvicorn.Server:
+def _server(app: FastAPI, **kwargs) -> uvicorn.Server:
     "A uvicorn server for `app`: uvloop and httptools where installed, no access log."
     return uvicorn.Server(uvicorn.Config(app, log_level='warning', access_log=False, timeout_graceful_shutdown=10,
                                          **kwargs))
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    "A socket bound to host:port, made before the model loads: a port in use is refused at once (ServiceStartError)."
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise ServiceStartError(f'cannot listen on {host}:{port}: {e.strerror or e}; check --host.') from None
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try: sock.bind(address)
+    except OSError as e:
+        sock.close()
+        raise ServiceStartError(f'cannot listen on {host}:{port}: {e.strerror or e}; another service may hold the port '
+                                '(choose another with --port).') from None
+    return sock
 
 def serve(run_dir,                     # a run folder with a model bundle (RUN_DIR/model)
           host: str = '127.0.0.1',     # address to listen on (0.0.0.0: every interface)
@@ -473,12 +493,15 @@ def serve(run_dir,                     # a run folder with a model bundle (RUN_D
           config: ServeConfig | None = None):
     "Serve `POST /score` and `GET /health` for a run until interrupted (Ctrl-C, SIGTERM: a clean shutdown)."
     config = config or ServeConfig()
-    with torch_threads(config.threads):
-        app = scoring_app(run_dir, state_dir, config)
-        gc.collect(); gc.freeze()       # the loaded model and state are permanent: no collection walks them again
-        print(f'fusion-nb serve: scoring with {run_dir} on http://{host}:{port} (POST /score, GET /health); '
-              'Ctrl-C stops', flush=True)
-        _server(app, host=host, port=port).run()
+    sock = listening_socket(host, port)
+    try:
+        with torch_threads(config.threads):
+            app = scoring_app(run_dir, state_dir, config)
+            gc.collect(); gc.freeze()   # the loaded model and state are permanent: no collection walks them again
+            print(f'fusion-nb serve: scoring with {run_dir} on http://{host}:{port} (POST /score, GET /health); '
+                  'Ctrl-C stops', flush=True)
+            _server(app).run(sockets=[sock])
+    finally: sock.close()
 
 # %% ../nbs/14b_serve.ipynb #00d03138
 @contextmanager
