@@ -6,9 +6,10 @@ Docs: https://fusion-nb.github.io/fusion_nb/score.html.md"""
 
 # %% ../nbs/14a_score.ipynb #b14a0001
 from __future__ import annotations
-import time
+import fcntl, json, os, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
+from .env import atomic_write_text
 from .transactions import Transactions
 from .graph_view import edge_features, _signed_log1p
 from .sequence_view import build_histories, gather_sequences, scaled_step_features, Histories
@@ -18,9 +19,10 @@ from .bundle import (Bundle, BundleError, ScoringState, read_bundle, account_cod
                               stacked_heads, _all_columns, _account_names, _concat, BUNDLE_DIR)
 
 # %% auto #0
-__all__ = ['FAST_ROWS', 'SCORE_COLUMNS', 'CANONICAL', 'ScoringInputError', 'check_columns', 'FraudModel', 'embed', 'score_arrays',
-           'score', 'warm_up', 'refresh', 'save_state_of', 'load_model', 'read_new_transactions', 'score_file',
-           'refresh_run']
+__all__ = ['FAST_ROWS', 'SCORE_COLUMNS', 'CANONICAL', 'SERVING_FILE', 'SERVING_LOCK', 'ScoringInputError', 'check_columns',
+           'FraudModel', 'embed', 'score_arrays', 'score', 'warm_up', 'refresh', 'save_state_of', 'load_model',
+           'read_new_transactions', 'StateInUse', 'check_state_free', 'claim_state', 'mark_claim', 'release_state',
+           'score_file', 'refresh_run']
 
 # %% ../nbs/14a_score.ipynb #b14a0006
 class ScoringInputError(ValueError):
@@ -434,10 +436,67 @@ def read_new_transactions(path, model: FraudModel, dataset: str | None = None) -
     if origin and start: frame['time'] = frame['time'] + (pd.Timestamp(start) - pd.Timestamp(origin)).total_seconds() / 3600
     return frame
 
+# %% ../nbs/14a_score.ipynb #b14aclm2
+SERVING_FILE = 'serving.json'        # in model/: the service that holds the run's state (gone once it hands it back)
+SERVING_LOCK = '.serving.lock'       # in model/: locked while a service runs
+
+class StateInUse(ValueError):
+    "The run's scoring state belongs to a service (running, or stopped without handing the state back)."
+
+def _serving_lock(model_dir: Path) -> int | None:
+    "The descriptor of an exclusive, non-blocking flock on model/.serving.lock; None while a service holds it."
+    fd = os.open(model_dir / SERVING_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError: os.close(fd); return None
+    return fd
+
+def _claim(model_dir: Path) -> dict | None:
+    try: return json.loads((model_dir / SERVING_FILE).read_text())
+    except FileNotFoundError: return None
+
+def _refusal(run_dir, claim: dict | None, running: bool) -> StateInUse:
+    who = f"pid {claim['pid']}, state in {claim['state_dir']}" if claim else 'its state folder unknown'
+    if running:
+        return StateInUse(f'{Path(run_dir) / BUNDLE_DIR} is in use by another fusion-nb serve ({who}): send the transactions '
+                          'to it (POST /score), or stop it (Ctrl-C) and try again.')
+    return StateInUse(f"{Path(run_dir) / BUNDLE_DIR}: a fusion-nb serve stopped without handing its state back ({who}). "
+                      f"Start it again (fusion-nb serve {run_dir} --state-dir {claim['state_dir']}: it replays its log) "
+                      'and stop it with Ctrl-C; then try again.')
+
+def check_state_free(run_dir):
+    "Nothing if a batch may write the run's state; `StateInUse` while a service holds it or has not handed it back."
+    folder = Path(run_dir) / BUNDLE_DIR
+    if not folder.is_dir(): return                  # load_model says what is missing
+    fd = _serving_lock(folder)
+    if fd is None: raise _refusal(run_dir, _claim(folder), running=True)
+    os.close(fd)
+    if _claim(folder): raise _refusal(run_dir, _claim(folder), running=False)
+
+def claim_state(run_dir, state_dir) -> int:
+    "A service's hold on the run's state (the lock's descriptor); `StateInUse` if another service holds it or must resume."
+    folder, state_dir = Path(run_dir) / BUNDLE_DIR, str(Path(state_dir).resolve())
+    fd = _serving_lock(folder)
+    if fd is None: raise _refusal(run_dir, _claim(folder), running=True)
+    claim = _claim(folder)
+    if claim and claim['state_dir'] != state_dir:
+        os.close(fd); raise _refusal(run_dir, claim, running=False)
+    return fd
+
+def mark_claim(run_dir, state_dir):
+    "Record the service that now holds the run's state (written once the service has its state)."
+    atomic_write_text(Path(run_dir) / BUNDLE_DIR / SERVING_FILE,
+                      json.dumps(dict(pid=os.getpid(), state_dir=str(Path(state_dir).resolve()))))
+
+def release_state(run_dir, fd: int, handed_back: bool):
+    "End a service's hold: the claim removed if the state was handed back (else it stays for the next start), the lock released."
+    try:
+        if handed_back: (Path(run_dir) / BUNDLE_DIR / SERVING_FILE).unlink(missing_ok=True)
+    finally: os.close(fd)
+
 # %% ../nbs/14a_score.ipynb #b14a0019
 def score_file(run_dir, input, out, dataset: str | None = None, update_state: bool = False) -> dict:
     "Score the transactions of file `input` with run `run_dir`'s bundle, write `out` (CSV); with `update_state`, save the grown state."
-    from fusion_nb.env import atomic_write_text
+    if update_state: check_state_free(run_dir)
     model = load_model(run_dir)
     scores = model.score(read_new_transactions(input, model, dataset), update_state=update_state)
     atomic_write_text(out, scores.to_csv(index=False))
@@ -447,6 +506,7 @@ def score_file(run_dir, input, out, dataset: str | None = None, update_state: bo
 
 def refresh_run(run_dir) -> dict:
     "Re-run the graph encoder of run `run_dir` over everything its state has seen, and save the state."
+    check_state_free(run_dir)
     model = load_model(run_dir).refresh()
     path = model.save_state()
     return dict(state=str(path), transactions=model.state.n_rows, accounts=model.state.n_accounts)

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 import uvicorn
 from .env import atomic_write_text, torch_threads
 from .simulator import SimConfig, simulate_transactions
-from .scoring import FraudModel, ScoringInputError, load_model
+from .scoring import FraudModel, ScoringInputError, load_model, claim_state, mark_claim, release_state
 from .bundle import BUNDLE_DIR, ScoringState, load_state, check_bundle
 
 # %% auto #0
@@ -277,11 +277,15 @@ class Scorekeeper:
     def __init__(self, run_dir, folder, config: ServeConfig | None = None):
         self.config = config or ServeConfig()
         check_bundle(run_dir)          # a folder without a usable bundle is refused before the state folder is made
-        self.journal = StateJournal(folder, self.config.log_sync)
+        self.run_dir, self.claim_fd = Path(run_dir), claim_state(run_dir, folder)   # one service per run (14a_score)
         try:
-            self.model, self.seq = restore_state(self.journal, run_dir)
-            self.model.warm_up()       # a first call's one-off costs, paid before the first request
-        except BaseException: self.journal.close(); raise
+            self.journal = StateJournal(folder, self.config.log_sync)
+            try:
+                self.model, self.seq = restore_state(self.journal, run_dir)
+                self.model.warm_up()           # a first call's one-off costs, paid before the first request
+                mark_claim(run_dir, folder)    # from here the run's state is this service's until it hands it back
+            except BaseException: self.journal.close(); raise
+        except BaseException: release_state(run_dir, self.claim_fd, handed_back=False); raise
         self.features = list(self.model.schema['feature_columns'])
         self.lock, self.since_snapshot, self.broken = threading.RLock(), 0, None
         self.counts = dict(requests=0, transactions=0, refused=0, model_calls=0)
@@ -349,10 +353,13 @@ def _snapshot(keeper: Scorekeeper, hand_back: bool = False):
         keeper.since_snapshot = 0
 
 def _close(keeper: Scorekeeper):
-    "Clean shutdown: hand the state back to the run and release the folder."
+    "Clean shutdown: hand the state back to the run and release the folder and the run's state."
     with keeper.lock:
-        try: keeper.snapshot(hand_back=True)
-        finally: keeper.journal.close()
+        handed_back = False
+        try: keeper.snapshot(hand_back=True); handed_back = not keeper.broken
+        finally:
+            try: keeper.journal.close()
+            finally: release_state(keeper.run_dir, keeper.claim_fd, handed_back)
 
 Scorekeeper.snapshot, Scorekeeper.close = _snapshot, _close
 
