@@ -494,8 +494,16 @@ def release_state(run_dir, fd: int, handed_back: bool):
     finally: os.close(fd)
 
 # %% ../nbs/14a_score.ipynb #b14a0019
+def _check_output(input, out):
+    "ScoringInputError, before any work, for an `out` that cannot take the scores: a folder, or the input file itself."
+    out = Path(out)
+    if out.is_dir(): raise ScoringInputError(f'--out {out} is a folder; name the CSV file to write, e.g. {out / "scores.csv"}.')
+    if out.exists() and Path(input).exists() and os.path.samefile(out, input):
+        raise ScoringInputError(f'--out {out} is the input file: the scores would replace the transactions. Name another file.')
+
 def score_file(run_dir, input, out, dataset: str | None = None, update_state: bool = False) -> dict:
     "Score the transactions of file `input` with run `run_dir`'s bundle, write `out` (CSV); with `update_state`, save the grown state."
+    _check_output(input, out)
     if update_state: check_state_free(run_dir)
     model = load_model(run_dir)
     scores = model.score(read_new_transactions(input, model, dataset), update_state=update_state)
