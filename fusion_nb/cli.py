@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     try: return _COMMANDS[args.command](args)
     except RunFailed as e:
         print(f'fusion-nb {args.command}: {e}', file=sys.stderr); print(f'run folder: {e.run_dir}'); return 1
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, OSError) as e:          # bad input, or a file the system refused (missing, permissions, disk full)
         print(f'fusion-nb {args.command}: error: {e}', file=sys.stderr); return 2
 
 # %% ../nbs/11_cli.ipynb #66db6016
