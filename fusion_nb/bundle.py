@@ -293,8 +293,8 @@ def load_state(path) -> ScoringState:
     try:
         with np.load(path, allow_pickle=False) as f: arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise StateError(f'{path}: damaged scoring state: it cannot be read ({str(e)[:120]}). Restore a copy, or write a new '
-                         'one with `fusion-nb refresh` from an intact bundle.') from None
+        raise StateError(f'{path}: damaged scoring state: it cannot be read ({str(e)[:120]}). Restore a copy: a state '
+                         'cannot be rebuilt from the bundle alone (it holds every transaction scored into it since the run).') from None
     digest = str(arrays.pop('digest', ''))
     if digest != _digest(arrays):
         raise StateError(f'{path}: damaged scoring state: its arrays do not match the sha256 stored with them. Restore a copy.')

@@ -85,6 +85,7 @@ def _score(args) -> int:
     "`fusion-nb score`: score the file, write the CSV, print a summary line."
     from fusion_nb.scoring import score_file
     s = score_file(args.run_dir, args.input, args.out, dataset=args.dataset, update_state=args.update_state)
+    if s['note']: print(s['note'], file=sys.stderr)
     print(f"scored {s['rows']:,} transactions: {s['alerts']:,} alert(s) at threshold {s['threshold']:.3f}, {s['cold_start']:,} "
           f"with an account never seen; scores in {s['out']}"
           + (f"; state updated ({s['state_rows']:,} transactions)" if s['state_updated'] else ''))
@@ -319,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f'fusion-nb {args.command}: {e}', file=sys.stderr); print(f'run folder: {e.run_dir}'); return 1
     except (ValueError, OSError) as e:          # bad input, or a file the system refused (missing, permissions, disk full)
         print(f'fusion-nb {args.command}: error: {e}', file=sys.stderr); return 2
+    except KeyboardInterrupt:                   # Ctrl-C: files are replaced whole or not at all, so one line says it
+        print(f'fusion-nb {args.command}: interrupted', file=sys.stderr); return 130
 
 # %% ../nbs/11_cli.ipynb #66db6016
 if __name__ == '__main__': sys.exit(main())

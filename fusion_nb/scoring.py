@@ -6,10 +6,11 @@ Docs: https://fusion-nb.github.io/fusion_nb/score.html.md"""
 
 # %% ../nbs/14a_score.ipynb #b14a0001
 from __future__ import annotations
-import fcntl, json, os, time
+import fcntl, gzip, json, os, time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 import numpy as np, pandas as pd, torch
-from .env import atomic_write_text
+from .env import atomic_write_bytes, atomic_write_text
 from .transactions import Transactions
 from .graph_view import edge_features, _signed_log1p
 from .sequence_view import build_histories, gather_sequences, scaled_step_features, Histories
@@ -19,10 +20,10 @@ from .bundle import (Bundle, BundleError, ScoringState, read_bundle, account_cod
                               stacked_heads, _all_columns, _account_names, _concat, BUNDLE_DIR)
 
 # %% auto #0
-__all__ = ['FAST_ROWS', 'SCORE_COLUMNS', 'CANONICAL', 'SERVING_FILE', 'SERVING_LOCK', 'ScoringInputError', 'check_columns',
-           'FraudModel', 'embed', 'score_arrays', 'score', 'warm_up', 'refresh', 'save_state_of', 'load_model',
-           'read_new_transactions', 'StateInUse', 'check_state_free', 'claim_state', 'mark_claim', 'release_state',
-           'score_file', 'refresh_run']
+__all__ = ['FLOAT_EXACT_IDS', 'FAST_ROWS', 'MAX_HOURS_AHEAD', 'SCORE_COLUMNS', 'CANONICAL', 'SERVING_FILE', 'SERVING_LOCK',
+           'ScoringInputError', 'check_columns', 'FraudModel', 'embed', 'score_arrays', 'score', 'warm_up', 'refresh',
+           'save_state_of', 'load_model', 'read_new_transactions', 'StateInUse', 'check_state_free', 'holding_state',
+           'serving_note', 'claim_state', 'mark_claim', 'release_state', 'score_file', 'refresh_run']
 
 # %% ../nbs/14a_score.ipynb #b14a0006
 class ScoringInputError(ValueError):
@@ -40,6 +41,9 @@ def _numeric(frame: pd.DataFrame, col: str, whole: bool = False) -> np.ndarray:
     values = frame[col]
     if pd.api.types.is_bool_dtype(values):
         raise ScoringInputError(f"column '{col}' must be numeric, found booleans.")
+    if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_timedelta64_dtype(values):
+        raise ScoringInputError(f"column '{col}' must be numeric, found {values.dtype} values: give times in the run's unit, "
+                                "hours since its time origin (FraudModel.schema: time_unit, time_origin).")
     out = pd.to_numeric(values, errors='coerce').to_numpy(dtype='float64')
     bad = np.isnan(out) & values.notna().to_numpy()
     if bad.any():
@@ -52,6 +56,7 @@ def _numeric(frame: pd.DataFrame, col: str, whole: bool = False) -> np.ndarray:
     return out
 
 _INT64 = np.iinfo(np.int64)
+FLOAT_EXACT_IDS = 2 ** 53     # ids given as floats (1.0, 7e5) are taken up to this magnitude: beyond it floats skip whole numbers
 
 def _tx_ids(frame: pd.DataFrame) -> np.ndarray:
     "Column tx_id as int64: integer columns exactly (ids beyond 2**53 too), whole floats within int64's range."
@@ -63,8 +68,12 @@ def _tx_ids(frame: pd.DataFrame) -> np.ndarray:
     out = _numeric(frame, 'tx_id', whole=True)
     big = np.abs(out) >= 2.0 ** 63
     if big.any(): raise ScoringInputError(f"column 'tx_id' must fit in 64 bits, found {out[big][0]:g} in {_ids_of(frame, big)}.")
+    inexact = np.abs(out) > FLOAT_EXACT_IDS
+    if inexact.any():
+        raise ScoringInputError(f"column 'tx_id' holds {_shown(values[inexact].iloc[0])} in {_ids_of(frame, inexact)}: ids read as "
+                                f"decimal numbers must stay within 2**53 ({FLOAT_EXACT_IDS:,}), beyond which a float cannot tell "
+                                "neighbouring whole numbers apart (the id could change); write the ids as integers, without a decimal point.")
     return out.astype(np.int64)
-
 
 # %% ../nbs/14a_score.ipynb #b14a0007
 def _as_frame(transactions, schema: dict) -> pd.DataFrame:
@@ -86,6 +95,8 @@ def _as_frame(transactions, schema: dict) -> pd.DataFrame:
 def _check_names(names, schema: dict) -> None:
     "Refuse missing or extra column names (`label` may come along and is ignored)."
     names = list(names)
+    repeated = sorted({str(c) for c in names if names.count(c) > 1})
+    if repeated: raise ScoringInputError(f'the transactions name the column(s) {repeated} more than once; give each column once.')
     missing = [c for c in schema['columns'] if c not in names]
     extra = [c for c in names if c not in schema['columns'] and c != 'label']
     if missing or extra:
@@ -154,7 +165,7 @@ def _plain_numbers(values) -> np.ndarray | None:
 def _whole_ids(ids: np.ndarray) -> np.ndarray | None:
     "int64 ids of an integer or float array, None when some are not whole or do not fit."
     if ids.dtype.kind == 'f':
-        if not (np.isfinite(ids).all() and (ids == np.round(ids)).all() and (np.abs(ids) < 2.0 ** 63).all()): return None
+        if not (np.isfinite(ids).all() and (ids == np.round(ids)).all() and (np.abs(ids) <= FLOAT_EXACT_IDS).all()): return None
     elif ids.dtype.kind == 'u' and (ids > _INT64.max).any(): return None
     return ids.astype(np.int64)
 
@@ -194,8 +205,10 @@ def _values_frame(cols: dict, schema: dict) -> pd.DataFrame:
     return out
 
 # %% ../nbs/14a_score.ipynb #b14a0009
+MAX_HOURS_AHEAD = 24 * 3653    # a transaction may come at most this long (ten years, in hours) after the state's last one
+
 def _check_against_state(frame, state: ScoringState) -> None:
-    "Refuse ids the state holds already and transactions that do not come after it in `(time, tx_id)` order."
+    "Refuse ids the state holds already, transactions that do not come after it in `(time, tx_id)` order, and times `MAX_HOURS_AHEAD` past it."
     seen = seen_tx_ids(state, np.asarray(frame['tx_id']))
     if seen.any():
         raise ScoringInputError(f'tx_id already scored: {_ids_of(frame, seen)}; ids must be new (each transaction is scored once).')
@@ -203,6 +216,11 @@ def _check_against_state(frame, state: ScoringState) -> None:
     last = state._log[-1] if state._log else state.columns          # the last row, without merging the appended ones
     last_time, last_id = float(last['time'][-1]), int(last['tx_id'][-1])
     time, ids = np.asarray(frame['time']), np.asarray(frame['tx_id'])
+    late = time > last_time + MAX_HOURS_AHEAD
+    if late.any():
+        raise ScoringInputError(f'transactions too far after the scoring state: {_ids_of(frame, late)} at time {time[late][0]:g}, more '
+                                f'than {MAX_HOURS_AHEAD:,} hours (ten years) after its last transaction at time {last_time:g}; a clock or '
+                                "unit error (times are hours since the run's time origin) would block every later transaction.")
     early = (time < last_time) | ((time == last_time) & (ids <= last_id))
     if early.any():
         raise ScoringInputError(f'transactions older than the scoring state: {_ids_of(frame, early)} at time {time[early][0]:g}, but the '
@@ -415,16 +433,21 @@ def load_model(run_dir, state_path=None) -> FraudModel:
 
 # %% ../nbs/14a_score.ipynb #b14a0018
 CANONICAL = 'canonical'
+_NA_STRINGS = ['', '#N/A', '#N/A N/A', '#NA', '-1.#IND', '-1.#QNAN', '-NaN', '-nan', '1.#IND', '1.#QNAN', '<NA>', 'N/A', 'NA',
+               'NULL', 'NaN', 'None', 'n/a', 'nan', 'null']   # what pandas reads as missing by default; not in account names
 _LOADER_KIND = dict(paysim='paysim', amlworld='ibm_aml', amlsim='amlsim', ibm_aml='ibm_aml', elliptic='elliptic')
 
 def read_new_transactions(path, model: FraudModel, dataset: str | None = None) -> pd.DataFrame:
     "New transactions from `path` (a loader format or `canonical`), on the run's clock and with ids after the state's."
     path, fmt = Path(path), dataset or sniff_format(path) or CANONICAL
     if fmt == CANONICAL:
-        try: return pd.read_csv(path, dtype={'src': str, 'dst': str, 'type': str})
+        try:
+            names = pd.read_csv(path, nrows=0).columns
+            na = {c: [''] if c in ('src', 'dst') else _NA_STRINGS for c in names}    # 'NA', 'None' may name an account
+            return pd.read_csv(path, dtype={'src': str, 'dst': str, 'type': str}, keep_default_na=False, na_values=na)
         except (OSError, ValueError) as e: raise ScoringInputError(f'{path}: cannot be read as a CSV ({str(e)[:120]}).') from None
     if fmt not in _LOADER_KIND:
-        raise ScoringInputError(f"--dataset {fmt!r} is not one of {[CANONICAL, *DATASET_KINDS, 'amlworld']}.")
+        raise ScoringInputError(f"--dataset {fmt!r} is not one of {[CANONICAL, *(k for k in DATASET_KINDS if k != 'elliptic'), 'amlworld']}.")
     if _LOADER_KIND[fmt] == 'elliptic':
         raise ScoringInputError('Elliptic is a graph of transactions without accounts: the bundle scores account data only.')
     tx = load_dataset(_LOADER_KIND[fmt], data_path=path)
@@ -438,10 +461,10 @@ def read_new_transactions(path, model: FraudModel, dataset: str | None = None) -
 
 # %% ../nbs/14a_score.ipynb #b14aclm2
 SERVING_FILE = 'serving.json'        # in model/: the service that holds the run's state (gone once it hands it back)
-SERVING_LOCK = '.serving.lock'       # in model/: locked while a service runs
+SERVING_LOCK = '.serving.lock'       # in model/: locked while a service runs, or a batch writes the state
 
 class StateInUse(ValueError):
-    "The run's scoring state belongs to a service (running, or stopped without handing the state back)."
+    "The run's scoring state is taken: by a service (running, or stopped without handing it back), or by a batch writing it."
 
 def _serving_lock(model_dir: Path) -> int | None:
     "The descriptor of an exclusive, non-blocking flock on model/.serving.lock; None while a service holds it."
@@ -455,6 +478,9 @@ def _claim(model_dir: Path) -> dict | None:
     except FileNotFoundError: return None
 
 def _refusal(run_dir, claim: dict | None, running: bool) -> StateInUse:
+    if running and not claim:       # a batch, or a service still loading: each holds the lock for a while and lets go
+        return StateInUse(f'{Path(run_dir) / BUNDLE_DIR} is in use by another fusion-nb process that writes its state '
+                          '(score --update-state, refresh, or a serve starting): wait for it to end and try again.')
     who = f"pid {claim['pid']}, state in {claim['state_dir']}" if claim else 'its state folder unknown'
     if running:
         return StateInUse(f'{Path(run_dir) / BUNDLE_DIR} is in use by another fusion-nb serve ({who}): send the transactions '
@@ -471,6 +497,30 @@ def check_state_free(run_dir):
     if fd is None: raise _refusal(run_dir, _claim(folder), running=True)
     os.close(fd)
     if _claim(folder): raise _refusal(run_dir, _claim(folder), running=False)
+
+@contextmanager
+def holding_state(run_dir):
+    "Hold the run's state for a batch that reads, grows and saves it: `StateInUse` if anyone else holds it or must resume."
+    folder = Path(run_dir) / BUNDLE_DIR
+    if not folder.is_dir(): yield; return           # load_model says what is missing
+    fd = _serving_lock(folder)
+    if fd is None: raise _refusal(run_dir, _claim(folder), running=True)
+    try:
+        if _claim(folder): raise _refusal(run_dir, _claim(folder), running=False)
+        yield
+    finally: os.close(fd)
+
+def serving_note(run_dir) -> str:
+    "'' if no service holds the run's state; else a note that `model/state.npz` lags what the service has scored since."
+    folder = Path(run_dir) / BUNDLE_DIR
+    claim = _claim(folder) if folder.is_dir() else None
+    if claim is None: return ''
+    fd = _serving_lock(folder)
+    running = fd is None
+    if fd is not None: os.close(fd)
+    return (f"note: a fusion-nb serve {'holds' if running else 'stopped without handing back'} this run's state (pid "
+            f"{claim['pid']}, state in {claim['state_dir']}); these scores use model/state.npz as of its last hand-back, "
+            "without the transactions the service has scored since.")
 
 def claim_state(run_dir, state_dir) -> int:
     "A service's hold on the run's state (the lock's descriptor); `StateInUse` if another service holds it or must resume."
@@ -494,27 +544,38 @@ def release_state(run_dir, fd: int, handed_back: bool):
     finally: os.close(fd)
 
 # %% ../nbs/14a_score.ipynb #b14a0019
-def _check_output(input, out):
-    "ScoringInputError, before any work, for an `out` that cannot take the scores: a folder, or the input file itself."
+def _check_output(input, out, run_dir):
+    "ScoringInputError, before any work, for an `out` that cannot take the scores: a folder, the input file, a file of the bundle."
     out = Path(out)
     if out.is_dir(): raise ScoringInputError(f'--out {out} is a folder; name the CSV file to write, e.g. {out / "scores.csv"}.')
     if out.exists() and Path(input).exists() and os.path.samefile(out, input):
         raise ScoringInputError(f'--out {out} is the input file: the scores would replace the transactions. Name another file.')
+    bundle = Path(run_dir) / BUNDLE_DIR
+    if bundle.is_dir() and out.resolve().parent.is_relative_to(bundle.resolve()):
+        raise ScoringInputError(f'--out {out} is inside the run\'s model bundle {bundle}: the scores could replace its state or '
+                                'weights. Write them outside model/.')
+
+def _scores_bytes(scores: pd.DataFrame, out) -> bytes:
+    "The scores as CSV bytes, gzip-compressed when `out` ends in .gz (as pandas reads it back)."
+    data = scores.to_csv(index=False).encode('utf-8')
+    return gzip.compress(data, mtime=0) if str(out).lower().endswith('.gz') else data
 
 def score_file(run_dir, input, out, dataset: str | None = None, update_state: bool = False) -> dict:
-    "Score the transactions of file `input` with run `run_dir`'s bundle, write `out` (CSV); with `update_state`, save the grown state."
-    _check_output(input, out)
-    if update_state: check_state_free(run_dir)
-    model = load_model(run_dir)
-    scores = model.score(read_new_transactions(input, model, dataset), update_state=update_state)
-    atomic_write_text(out, scores.to_csv(index=False))
-    if update_state: model.save_state()
+    """Score the transactions of file `input` with run `run_dir`'s bundle, write `out` (CSV, gzip if it ends in .gz); with
+    `update_state`, save the grown state, holding it from reading to saving (one writer at a time)."""
+    _check_output(input, out, run_dir)
+    with holding_state(run_dir) if update_state else nullcontext():
+        note = '' if update_state else serving_note(run_dir)
+        model = load_model(run_dir)
+        scores = model.score(read_new_transactions(input, model, dataset), update_state=update_state)
+        atomic_write_bytes(out, _scores_bytes(scores, out))
+        if update_state: model.save_state()
     return dict(rows=len(scores), alerts=int(scores['alert'].sum()), cold_start=int(scores['cold_start'].sum()),
-                threshold=model.threshold, out=str(out), state_rows=model.state.n_rows, state_updated=update_state)
+                threshold=model.threshold, out=str(out), state_rows=model.state.n_rows, state_updated=update_state, note=note)
 
 def refresh_run(run_dir) -> dict:
     "Re-run the graph encoder of run `run_dir` over everything its state has seen, and save the state."
-    check_state_free(run_dir)
-    model = load_model(run_dir).refresh()
-    path = model.save_state()
+    with holding_state(run_dir):
+        model = load_model(run_dir).refresh()
+        path = model.save_state()
     return dict(state=str(path), transactions=model.state.n_rows, accounts=model.state.n_accounts)

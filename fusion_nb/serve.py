@@ -47,6 +47,19 @@ class ServeConfig:
     threads: int = 1                    # torch CPU threads of `fusion-nb serve` (small batches gain nothing from more)
     busy_poll_ms: float = 0.0           # after each request, keep the event loop polling this long instead of sleeping (a core busy)
 
+    def __post_init__(self):
+        "Refuse settings the service cannot work with, before anything starts (ValueError naming the setting)."
+        for name in ('max_body_bytes', 'max_rows', 'max_batch_rows', 'snapshot_every', 'threads'):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f'ServeConfig.{name} (--{name.replace("_", "-")}) must be a whole number >= 1, got {value!r}.')
+        for name in ('batch_wait_ms', 'busy_poll_ms'):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float('inf'):
+                raise ValueError(f'ServeConfig.{name} (--{name.replace("_", "-")}) must be a finite number of ms >= 0, got {value!r}.')
+        if self.log_sync not in LOG_SYNC_MODES:
+            raise ValueError(f'ServeConfig.log_sync (--log-sync) must be one of {list(LOG_SYNC_MODES)}, got {self.log_sync!r}.')
+
 # %% ../nbs/14b_serve.ipynb #8370600b
 def transaction_schema(types,                 # the transaction types the run knows (`model.schema['types']`)
                        feature_columns=(),    # the run's numeric feature columns (`model.schema['feature_columns']`)
@@ -479,7 +492,9 @@ def _server(app: FastAPI, **kwargs) -> uvicorn.Server:
                                          **kwargs))
 
 def listening_socket(host: str, port: int) -> socket.socket:
-    "A socket bound to host:port, made before the model loads: a port in use is refused at once (ServiceStartError)."
+    "A socket bound to host:port (0: a free port), made before the model loads: a port in use is refused at once (ServiceStartError)."
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ServiceStartError(f'cannot listen on port {port!r}: a TCP port is a whole number from 1 to 65535 (0: any free port).')
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
         sock = socket.socket(family, kind, proto)
@@ -501,6 +516,7 @@ def serve(run_dir,                     # a run folder with a model bundle (RUN_D
     "Serve `POST /score` and `GET /health` for a run until interrupted (Ctrl-C, SIGTERM: a clean shutdown)."
     config = config or ServeConfig()
     sock = listening_socket(host, port)
+    port = sock.getsockname()[1]           # the port asked for, or the free one the system chose for 0
     try:
         with torch_threads(config.threads):
             app = scoring_app(run_dir, state_dir, config)
