@@ -145,11 +145,8 @@ def _check_head_options(args):
     from fusion_nb.fusion import resolve_models
     try: config = ExperimentConfig(embeddings=args.embeddings, **{name: getattr(args, name) for name in HEAD_OPTIONS})
     except ValueError as e: raise SystemExit(str(e)) from None
-    names = resolve_models(config.model)
+    names = resolve_models(config.model)                     # the config checked each head's width rules
     if len(names) != 1: raise SystemExit(f"--model {args.model!r} names {len(names)} heads {names}; name one.")
-    try:
-        with torch.device('meta'): config.head(names[0], 1, 1)   # shapes only
-    except ValueError as e: raise SystemExit(f"--hidden-dim {args.hidden_dim} / --dropout {args.dropout}: {e}") from None
     if not Path(args.embeddings).is_file():
         raise SystemExit(f"--embeddings {args.embeddings}: no such file ({describe_path(args.embeddings)}). Pass the .npz "
                          f"written by `fusion_nb.distributed views` or fusion_nb.embeddings.save_embeddings.")

@@ -48,8 +48,10 @@ def _unit(value) -> float:
     return min(max(float(value), 0.0), 1.0)
 
 
-def _f1(cm: np.ndarray) -> float:
+def _f1(cm: np.ndarray) -> float | None:
+    "F1 of the fraud class from a confusion matrix; None where the labels hold no fraud (recall, and so F1, undefined)."
     tp, fp, fn = cm[1, 1], cm[0, 1], cm[1, 0]
+    if tp + fn == 0: return None
     return float(2 * tp / (2 * tp + fp + fn)) if tp else 0.0
 
 # %% ../nbs/08_evaluate.ipynb #7a1860eb
@@ -78,7 +80,7 @@ def binary_metrics(y, p, threshold: float = 0.5, split: str = 'test') -> dict:
                       f'ROC AUC and average precision are undefined and reported as None')
     return {'accuracy': float((tp + tn) / n),
             'precision': float(tp / (tp + fp)) if tp + fp else 0.0,
-            'recall': float(tp / (tp + fn)) if tp + fn else 0.0,
+            'recall': float(tp / (tp + fn)) if tp + fn else None,       # no fraud to catch: undefined, not 0
             'f1': _f1(cm),
             'roc_auc': _unit(roc_auc_score(y, p)) if both_classes else None,
             'average_precision': _unit(average_precision_score(y, p)) if both_classes else None,

@@ -19,7 +19,7 @@ from .env import (resolve_device, output_root, new_run_dir, claim_run_dir, RUN_C
                            atomic_write_bytes, data_dir, auto_threads, torch_threads, detect_platform, atomic_write_text)
 from .transactions import Transactions
 from .simulator import simulate_transactions, SimConfig
-from .loaders import load_dataset
+from .loaders import load_dataset, locate_dataset
 from .splits import elliptic_steps, make_split, check_protocol
 from .views import ViewsConfig, build_views, default_split
 from .sequence_view import build_histories, resolve_seq_preset
@@ -37,17 +37,19 @@ from .report import finish_run, results_table
 from .bundle import write_bundle
 
 # %% auto #0
-__all__ = ['TRANSACTION_DATASETS', 'DATASETS', 'DATASET_ALIASES', 'STACK_CHOICES', 'NOTEBOOK_STAND_INS', 'SCALAR_METRICS',
-           'world_size', 'ExperimentConfig', 'notebook_defaults', 'in_test', 'smoke_config', 'load_transactions',
-           'load_store', 'test_periods', 'model_key', 'train_and_score', 'score_model', 'tree_records',
-           'typology_of_test_rows', 'add_typology_recall', 'aggregate_seeds', 'params_key', 'resume_enabled',
-           'find_unfinished_run', 'SessionTracker', 'run_experiment', 'run_digest']
+__all__ = ['TRANSACTION_DATASETS', 'DATASETS', 'DATASET_ALIASES', 'STACK_CHOICES', 'FILE_DATASETS', 'NOTEBOOK_STAND_INS',
+           'SCALAR_METRICS', 'world_size', 'ExperimentConfig', 'notebook_defaults', 'checked_config', 'in_test',
+           'smoke_config', 'load_transactions', 'load_store', 'test_periods', 'model_key', 'train_and_score',
+           'score_model', 'tree_records', 'typology_of_test_rows', 'add_typology_recall', 'aggregate_seeds',
+           'params_key', 'resume_enabled', 'find_unfinished_run', 'SessionTracker', 'run_experiment', 'run_digest']
 
 # %% ../nbs/10_experiment.ipynb #916c008a
 TRANSACTION_DATASETS = ('synthetic', 'paysim', 'ibm_aml', 'amlsim', 'elliptic')
 DATASETS = TRANSACTION_DATASETS + ('embeddings', 'legacy_pickles', 'demo')
 DATASET_ALIASES = {'seed_pickles': 'legacy_pickles'}   # the name before 'seed' came to mean only the random seed
 STACK_CHOICES = ('auto', 'on', 'off')
+FILE_DATASETS = TRANSACTION_DATASETS[1:]   # the datasets read from a file (data_path, nrows); 'synthetic' is simulated
+_WHOLE_TYPES = ('int', 'int | None')       # ExperimentConfig's count fields, as their annotations read
 
 def world_size() -> int:
     "How many processes torchrun started for this job (`WORLD_SIZE`; 1 without torchrun)."
@@ -109,12 +111,16 @@ class ExperimentConfig:
         if self.gnn_fanout in ('', 'none', 'None'): self.gnn_fanout = None
         if isinstance(self.split, str): self.split = self.split.strip().lower()
         if isinstance(self.stack_heads, str): self.stack_heads = self.stack_heads.strip().lower()
+        for f in dataclasses.fields(self):                   # 1e5 for a count (papermill -p n_transactions 1e5): a whole number
+            value = getattr(self, f.name)
+            if f.type in _WHOLE_TYPES and isinstance(value, float) and value.is_integer(): setattr(self, f.name, int(value))
         self.validate()
 
     def validate(self) -> ExperimentConfig:
         "Check every setting the run will use, before any data is read; each rule is checked by the object that owns it."
         if self.dataset not in DATASETS:
             raise ValueError(f'dataset={self.dataset!r} is not one of {list(DATASETS)}.')
+        self._check_data_source()
         for name in ('hidden_dim', 'demo_rows', 'seeds', 'n_transactions', 'gnn_epochs', 'seq_epochs', 'emb_dim', 'history_k',
                      'gnn_batch_size'):
             if int(getattr(self, name)) < 1: raise ValueError(f'{name} must be >= 1, got {getattr(self, name)!r}.')
@@ -128,7 +134,11 @@ class ExperimentConfig:
                              f'train with seeds seed .. seed+seeds-1, and NumPy takes seeds below 2**32.')
         auto_threads(torch.device('cpu'), self.threads)      # 00_env owns the thread rule (a count, or 0 for auto)
         head_workers(self.head_workers, 1)                   # 07c_workers owns the worker rule (a count, or 0 for auto)
-        resolve_models(self.model)                           # an unknown head name
+        self._check_types()                                  # what no owner checked: counts whole, switches True/False
+        for name in resolve_models(self.model):              # an unknown head name; each head's own width rules (shapes only)
+            try:
+                with torch.device('meta'): self.head(name, 1, 1)
+            except ValueError as e: raise ValueError(f'hidden_dim={self.hidden_dim!r} / dropout={self.dropout!r}: {e}') from None
         for seed in (self.seed, self.seed + self.seeds - 1): self.train_config(seed)   # epochs, batch_size, lr, patience, focal_gamma
         gnn_config(self.gnn_preset); resolve_seq_preset(self.seq_preset)
         fanout = self.fanout()
@@ -140,6 +150,24 @@ class ExperimentConfig:
         if self.dataset == 'synthetic':                      # the simulator's own limits (size, fraud rate)
             SimConfig(n_transactions=self.n_transactions, fraud_rate=self.fraud_rate, seed=self.seed).resolved()
         return self
+
+    def _check_types(self):
+        "Whole numbers where counts go, True or False where switches go (papermill passes whatever it is given)."
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type in _WHOLE_TYPES and not (value is None and 'None' in f.type):
+                if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+                    raise ValueError(f'{f.name} must be a whole number, got {value!r}.')
+            if f.type == 'bool' and not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f'{f.name} must be True or False, got {value!r}.')
+
+    def _check_data_source(self):
+        "`data_path` and `nrows` belong to a data file: with a dataset that reads none they would be ignored without a word."
+        if self.dataset in FILE_DATASETS: return
+        given = [name for name in ('data_path', 'nrows') if getattr(self, name) is not None]
+        if given:
+            raise ValueError(f"{' and '.join(given)} given with dataset={self.dataset!r}, which reads no data file: name the file's "
+                             f"format with dataset ({', '.join(FILE_DATASETS)}), or leave {' and '.join(given)} out.")
 
     def _check_split_and_patterns(self):
         "`split` names a protocol that fits the dataset (02_splits owns the names); `patterns` is for IBM AML data only."
@@ -195,12 +223,26 @@ def notebook_defaults() -> dict:
     return {f.name: NOTEBOOK_STAND_INS.get(f.name, '') if f.default is None else f.default
             for f in dataclasses.fields(ExperimentConfig)}
 
+def checked_config(params: dict, locate_data: bool = True) -> ExperimentConfig:
+    """The `ExperimentConfig` a run notebook would build from parameters `params` (names and values as papermill passes
+    them, the rest at their defaults), checked; with `locate_data`, its data file found and its header read. What
+    `fusion-nb run`, `sweep` and `kaggle-bundle` call before they make any folder or start any process."""
+    unknown = sorted(set(params) - set(notebook_defaults()))
+    if unknown: raise ValueError(f'unknown run parameter(s) {unknown}; `papermill --help-notebook nbs/run.ipynb` lists them.')
+    config = ExperimentConfig.from_notebook_parameters({**notebook_defaults(), **params})
+    if locate_data and config.dataset in FILE_DATASETS: locate_dataset(config.dataset, config.data_path)
+    return config
+
 def _from_notebook(name: str, value):
     "A notebook parameter as its config field takes it: the stand-in of a None default is None; `resume` takes auto/true/false."
     if name == 'resume' and isinstance(value, str):
         flag = {'auto': None, 'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}
         if value.strip().lower() not in flag: raise ValueError(f"resume={value!r}: expected auto, true or false.")
         return flag[value.strip().lower()]
+    if ExperimentConfig.__dataclass_fields__[name].type == 'bool' and isinstance(value, str):   # -p smoke false: a string
+        flag = {'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}.get(value.strip().lower())
+        if flag is None: raise ValueError(f"{name}={value!r}: expected True or False.")
+        return flag
     field_default = ExperimentConfig.__dataclass_fields__[name].default
     stand_in = NOTEBOOK_STAND_INS.get(name, '')
     same = type(value) is type(stand_in) and value == stand_in      # 0 is a stand-in, False is not
@@ -216,7 +258,7 @@ def smoke_config(config: ExperimentConfig) -> ExperimentConfig:
     return dataclasses.replace(config, epochs=min(config.epochs, 3), patience=min(config.patience, 2),
                                hidden_dim=min(config.hidden_dim, 32), demo_rows=min(config.demo_rows, 2000),
                                batch_size=min(config.batch_size, 256), seeds=1, smoke=True,
-                               n_transactions=min(config.n_transactions, 8000), nrows=min(config.nrows or 30_000, 30_000),
+                               n_transactions=min(config.n_transactions, 8000), nrows=min(config.nrows or 30_000, 30_000) if config.dataset in FILE_DATASETS else None,
                                gnn_preset='DeepSAGE_L2_H32', gnn_epochs=min(config.gnn_epochs, 10),
                                gnn_fanout=None if config.fanout() is None else ','.join(map(str, (config.fanout() * 2)[:2])),
                                seq_epochs=1, emb_dim=min(config.emb_dim, 16), history_k=min(config.history_k, 8),

@@ -368,6 +368,8 @@ def build_bundle(dataset_source: str, model: str = 'Gated', out='kaggle-bundle',
     from fusion_nb.env import atomic_write_text
     plan = plan_bundle(dataset_source, model, accelerator, params, kernel_id, title, wheels_dataset, gpu)
     kernel, wheels_meta, parameters = plan['kernel'], plan['wheels_dataset'], plan['parameters']
+    from fusion_nb.experiment import checked_config
+    checked_config(parameters, locate_data=False)               # the kernel's settings now, not after the upload (its data is on Kaggle)
     out = Path(out).expanduser().resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f'{out} is not an empty folder; bundles are never written over old ones: pass a new --out folder or delete it.')

@@ -23,7 +23,7 @@ __all__ = ['PAYSIM_COLUMNS', 'PAYSIM_ALIASES', 'PAYSIM_BALANCES', 'PAYSIM_LEAK_N
            'ELLIPTIC_FILES', 'ELLIPTIC_FEATURES', 'ELLIPTIC_STEP_HOURS', 'DATASET_KINDS', 'DATASET_FILES',
            'read_header', 'load_paysim', 'amlworld_patterns_path', 'read_amlworld_patterns', 'pattern_typologies',
            'load_amlworld', 'amlsim_alerts_path', 'amlsim_typologies', 'load_amlsim', 'load_elliptic', 'sniff_format',
-           'find_dataset', 'load_dataset']
+           'find_dataset', 'load_dataset', 'locate_dataset']
 
 # %% ../nbs/01b_loaders.ipynb #617c41f8
 _HEADER_LIMIT = 1 << 20    # characters: no header of a format we read comes near this
@@ -706,3 +706,15 @@ def load_dataset(kind: str, data_path: str | os.PathLike | None = None, nrows: i
         raise TransactionsError(f"IBM AML: {path} is an AMLSim file, and patterns={kw['patterns']!r} applies to AMLworld files; "
                                 "AMLSim's typologies are read from the alert_accounts.csv beside its transactions.csv.")
     return (load_amlworld if fmt == 'amlworld' else load_amlsim)(path, nrows=nrows, **kw)
+
+# %% ../nbs/01b_loaders.ipynb #b1lc0001
+def locate_dataset(kind: str, data_path: str | os.PathLike | None = None) -> Path:
+    "The file (Elliptic: the folder) `load_dataset` would read for `kind` and `data_path`, checked as far as its header; no rows are read."
+    kind = _check_kind(kind)
+    given = Path(data_path).expanduser() if data_path not in (None, '') else None
+    if given is not None and os.path.lexists(given) and not (given.is_file() or given.is_dir()):
+        raise TransactionsError(f'{kind}: data_path {given} {env.describe_path(given)}. Pass the data file, or the folder holding it.')
+    path = given if given is not None and given.is_file() else find_dataset(kind, given)
+    if kind == 'elliptic' or sniff_format(path) in _FORMATS[kind]: return path
+    header = read_header(path)                    # an empty, damaged or undecodable file says so here
+    raise TransactionsError(f"{kind}: {path} is not {_WHAT[kind]}; its header reads `{','.join(header[:20])}`.")

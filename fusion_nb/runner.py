@@ -107,9 +107,11 @@ def execute_run(params: dict, notebook=None, progress: bool = False) -> Path:
     from papermill.exceptions import PapermillExecutionError
     from fusion_nb.env import atomic_write_text
     from fusion_nb.fusion import resolve_models
+    from fusion_nb.experiment import checked_config
     notebook = Path(notebook or run_notebook())
     model = params.get('model') or _literal(notebook_parameters(notebook).get('model', {}).get('default') or "'run'")
     heads = resolve_models(model)                                   # fail before making a folder
+    checked_config({k: v for k, v in params.items() if k != 'run_dir'})   # every setting, and the data file's header
     run_dir = _prepare_run_dir(params, tag='-'.join(heads) if len(heads) < 4 else 'all')
     params = {**params, 'run_dir': str(run_dir)}
     try:

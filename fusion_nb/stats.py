@@ -11,7 +11,7 @@ Docs: https://fusion-nb.github.io/fusion_nb/stats.html.md"""
 # %% ../nbs/08a_stats.ipynb #9b352c20
 from __future__ import annotations
 import zipfile
-import math
+import math, warnings
 from pathlib import Path
 import numpy as np
 
@@ -220,6 +220,13 @@ def verdict(results: dict, predictions: dict, n_boot: int = 2000, seed: int = 0,
         out['sentence'] = out['sentences'][0]
         return out
     seed_scores, y = predictions.get('seed_scores') or predictions['scores'], predictions['label']
+    n_fraud = int(np.sum(y))
+    if not 0 < n_fraud < len(y):
+        warnings.warn(f'verdict: the test split holds {"no" if n_fraud == 0 else "only"} fraud, so no comparison is made')
+        out['sentences'] = [f"The test split's {len(y):,} transactions hold {'no fraud' if n_fraud == 0 else 'only fraud'}: test AP "
+                            'is undefined, so fusion cannot be compared with any model on it. Use more data or another split.']
+        out['sentence'] = out['sentences'][0]
+        return out
     todo = _comparisons(fusion, single, baseline)
     sentences = [_ABSENT[slot] for slot in _ROLES if out[slot.replace('vs_', 'best_')] is None]
     for other, slots in todo.items():

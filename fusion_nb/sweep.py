@@ -144,6 +144,9 @@ def execute_sweep(heads: list[str], seeds: list[int], params: dict, jobs: int = 
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     jobs = max(1, min(int(jobs), len(heads) * len(seeds)))
     run_notebook()                                                # fail here, not in every child
+    from fusion_nb.experiment import checked_config
+    for head in heads: checked_config({**params, 'model': head, 'seed': seeds[0], 'seeds': 1})   # each child's settings, here
+    if jobs > (os.cpu_count() or 1): echo(f'note: {jobs} runs at a time on {os.cpu_count()} CPU cores; they will share the cores.')
     root = output_root(output_dir).resolve()
     sweep_dir = new_run_dir(root, 'sweep')
     params = {**params, 'output_dir': str(root)}                  # caches (e.g. built views) go where the user said
