@@ -38,10 +38,11 @@ from .bundle import write_bundle
 
 # %% auto #0
 __all__ = ['TRANSACTION_DATASETS', 'DATASETS', 'DATASET_ALIASES', 'STACK_CHOICES', 'FILE_DATASETS', 'NOTEBOOK_STAND_INS',
-           'SCALAR_METRICS', 'world_size', 'ExperimentConfig', 'notebook_defaults', 'checked_config', 'in_test',
-           'smoke_config', 'load_transactions', 'load_store', 'test_periods', 'model_key', 'train_and_score',
-           'score_model', 'tree_records', 'typology_of_test_rows', 'add_typology_recall', 'aggregate_seeds',
-           'params_key', 'resume_enabled', 'find_unfinished_run', 'SessionTracker', 'run_experiment', 'run_digest']
+           'SCALAR_METRICS', 'world_size', 'ExperimentConfig', 'notebook_defaults', 'checked_config',
+           'refuse_unknown_parameters', 'in_test', 'smoke_config', 'load_transactions', 'load_store', 'test_periods',
+           'model_key', 'train_and_score', 'score_model', 'tree_records', 'typology_of_test_rows',
+           'add_typology_recall', 'aggregate_seeds', 'params_key', 'resume_enabled', 'find_unfinished_run',
+           'SessionTracker', 'resumable_run', 'run_config', 'run_experiment', 'run_digest']
 
 # %% ../nbs/10_experiment.ipynb #916c008a
 TRANSACTION_DATASETS = ('synthetic', 'paysim', 'ibm_aml', 'amlsim', 'elliptic')
@@ -232,6 +233,13 @@ def checked_config(params: dict, locate_data: bool = True) -> ExperimentConfig:
     config = ExperimentConfig.from_notebook_parameters({**notebook_defaults(), **params})
     if locate_data and config.dataset in FILE_DATASETS: locate_dataset(config.dataset, config.data_path)
     return config
+
+def refuse_unknown_parameters(namespace: dict, before: set) -> None:
+    """ValueError naming what a run notebook was given (papermill -p NAME ...) beyond its parameters: `namespace` is its
+    globals, `before` their names before the parameters cell. Without it a misspelt name leaves its parameter at the default."""
+    given = {n for n in set(namespace) - set(before) if not n.startswith('_')} - set(notebook_defaults())
+    if given:
+        raise ValueError(f'unknown parameter(s) {sorted(given)}; `papermill --help-notebook nbs/run.ipynb` lists the parameters.')
 
 def _from_notebook(name: str, value):
     "A notebook parameter as its config field takes it: the stand-in of a None default is None; `resume` takes auto/true/false."
@@ -484,12 +492,20 @@ class SessionTracker:
     def done(self): self.state['finished'] = True; self.write()
 
 # %% ../nbs/10_experiment.ipynb #3f21e66a
+def resumable_run(config: ExperimentConfig) -> Path | None:
+    "With resume on: the unfinished run these parameters continue (`run_dir`, else the newest under `output_dir`); else None."
+    if not resume_enabled(config): return None
+    path = Path(config.run_dir).expanduser() if config.run_dir else find_unfinished_run(output_root(config.output_dir), config)
+    if path is None or (_tracking(path) or {}).get('params_key') != params_key(config) or (path / 'results.json').exists():
+        return None
+    lock = _lock_run_dir(path)            # a run still going holds it: FileExistsError says so
+    if lock is not None: os.close(lock)
+    return path
+
 def _open_run_dir(config: ExperimentConfig, tag: str) -> tuple[Path, bool]:
     "(folder, reopened): the unfinished run of these parameters (with resume), else `run_dir` claimed, else a new claimed folder."
-    if resume_enabled(config):
-        path = Path(config.run_dir).expanduser() if config.run_dir else find_unfinished_run(output_root(config.output_dir), config)
-        if (path is not None and (_tracking(path) or {}).get('params_key') == params_key(config)
-                and not (path / 'results.json').exists()): return path, True
+    path = resumable_run(config)
+    if path is not None: return path, True
     if config.run_dir: return claim_run_dir(config.run_dir), False
     return new_run_dir(output_root(config.output_dir), tag, claim=True), False
 
@@ -580,12 +596,15 @@ def _write_model_bundle(run_dir: Path, store: EmbeddingStore, tx: Transactions |
     return path
 
 # %% ../nbs/10_experiment.ipynb #fca5ebc3
+def run_config(config: ExperimentConfig) -> ExperimentConfig:
+    "The settings a run of `config` trains with: shrunk when `smoke` is set (and under nbdev-test)."
+    return smoke_config(config) if config.smoke or in_test() else config
+
 def run_experiment(config: ExperimentConfig | None = None, show: bool = False,
                    progress: bool = True,   # one line per stage and per model trained (see `progress_line`)
                    **overrides) -> dict:
     "Load/build the two views, train and score every requested model, write the run folder; return results."
-    config = dataclasses.replace(config or ExperimentConfig(), **overrides)
-    if config.smoke or in_test(): config = smoke_config(config)
+    config = run_config(dataclasses.replace(config or ExperimentConfig(), **overrides))
     with torch_threads(auto_threads(resolve_device(config.device), config.threads)):
         return _run_experiment(config, show, progress)
 

@@ -33,7 +33,7 @@ __all__ = ['TABLE_METRICS', 'MODALITY_CAVEAT', 'SMOKE_BANNER', 'ALERT_BUDGETS', 
            'write_results', 'md_escape', 'md_code', 'write_summary', 'verdict_markdown', 'dataset_markdown',
            'typology_table', 'amlworld_variant', 'anchor_table', 'typology_kind', 'seed_flags', 'flag_overlap',
            'gap_recall_table', 'gap_diagnosis', 'fusion_gap', 'fusion_gap_markdown', 'plot_fusion_gap', 'render_report',
-           'finish_run', 'rerender_report']
+           'finish_run', 'check_same_run', 'rerender_report']
 
 # %% ../nbs/09_report.ipynb #fcb11aca
 TABLE_METRICS = ('average_precision', 'roc_auc', 'f1', 'precision', 'recall', 'accuracy')
@@ -939,6 +939,16 @@ def finish_run(run_dir, results: dict, predictions: dict | None = None, show: bo
     return results, paths
 
 # %% ../nbs/09_report.ipynb #c1a9fin4
+def check_same_run(results: dict, predictions: dict, path) -> None:
+    "ValueError unless `predictions` (test labels, models) belong to the run of `results` (same test rows, fraud count, models)."
+    tests = {(m['test'].get('n'), m['test'].get('n_fraud')) for m in results['models'].values()}
+    found, unknown = (len(predictions['label']), int(predictions['label'].sum())), sorted(set(predictions['seed_scores']) - set(results['models']))
+    if tests != {found} or unknown:
+        said = ', '.join(f'{n} test rows with {f} fraud' for n, f in sorted(tests, key=str))
+        raise ValueError(f"{path} does not belong to this run's results.json: it holds {found[0]} test rows with {found[1]} fraud"
+                         + (f' and scores of models the results do not have {unknown}' if unknown else '')
+                         + f"; results.json says {said}. Nothing was rewritten: put back the run's own predictions.npz.")
+
 def rerender_report(run_dir, show: bool = False, n_boot: int = 2000, validate: bool = True) -> dict:
     "Re-render a finished run's plots and `summary.md` from `results.json` and `predictions.npz`; finish a run whose end failed."
     run_dir = Path(run_dir)
@@ -951,4 +961,5 @@ def rerender_report(run_dir, show: bool = False, n_boot: int = 2000, validate: b
                                 'are made from the test scores it holds, so the report cannot be re-made; nothing was rewritten '
                                 '(summary.md and the plots are as they were). Restore predictions.npz from a copy of the run '
                                 'folder, or re-run the experiment.')
+    check_same_run(results, load_predictions(run_dir), run_dir / 'predictions.npz')
     return render_report(run_dir, results, show=show, n_boot=n_boot)

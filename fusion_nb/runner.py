@@ -16,7 +16,7 @@ import fusion_nb
 
 # %% auto #0
 __all__ = ['find_run_notebook', 'RunNotebookMissing', 'run_notebook', 'notebook_parameters', 'parse_bool', 'parameter_type',
-           'RunFailed', 'execute_run']
+           'RunFailed', 'choose_run_dir', 'execute_run']
 
 # %% ../nbs/11a_runner.ipynb #4d5d5e32
 def find_run_notebook(package_dir=None) -> Path | None:
@@ -96,10 +96,19 @@ def _prepare_run_dir(params: dict, tag: str = 'run') -> Path:
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise FileExistsError(f'run_dir {path} is not an empty folder; runs never overwrite each other: pass a new folder '
                                   'or leave --run-dir out to get a fresh one under --output-dir.')
-        path.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            try: path.mkdir(parents=True)                       # atomic: of two runs started together, one gets it
+            except FileExistsError:
+                raise FileExistsError(f'run_dir {path} was just made by another run; runs never share a folder: pass a new one.') from None
         return path.resolve()
     from fusion_nb.env import output_root, new_run_dir
     return new_run_dir(output_root(params.get('output_dir') or None), tag).resolve()
+
+def choose_run_dir(params: dict, heads: list[str]) -> Path:
+    "The folder a run of `params` writes, after every check: the unfinished run it continues (resume on), else a new one."
+    from fusion_nb.experiment import checked_config, resumable_run, run_config
+    resumed = resumable_run(run_config(checked_config(params)))     # every setting and the data file's header; resume's folder
+    return resumed.resolve() if resumed else _prepare_run_dir(params, tag='-'.join(heads) if len(heads) < 4 else 'all')
 
 def execute_run(params: dict, notebook=None, progress: bool = False) -> Path:
     "Execute the run notebook with `params` into a new run folder (run.ipynb beside results.json); return the folder."
@@ -107,12 +116,9 @@ def execute_run(params: dict, notebook=None, progress: bool = False) -> Path:
     from papermill.exceptions import PapermillExecutionError
     from fusion_nb.env import atomic_write_text
     from fusion_nb.fusion import resolve_models
-    from fusion_nb.experiment import checked_config
     notebook = Path(notebook or run_notebook())
     model = params.get('model') or _literal(notebook_parameters(notebook).get('model', {}).get('default') or "'run'")
-    heads = resolve_models(model)                                   # fail before making a folder
-    checked_config({k: v for k, v in params.items() if k != 'run_dir'})   # every setting, and the data file's header
-    run_dir = _prepare_run_dir(params, tag='-'.join(heads) if len(heads) < 4 else 'all')
+    run_dir = choose_run_dir(params, resolve_models(model))
     params = {**params, 'run_dir': str(run_dir)}
     try:
         streams = dict(stdout_file=sys.stdout, stderr_file=sys.stderr) if progress else {}   # the notebook's own lines, live

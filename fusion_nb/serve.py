@@ -15,6 +15,7 @@ import numpy as np, pandas as pd
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 import uvicorn
 from .env import atomic_write_text, torch_threads
 from .simulator import SimConfig, simulate_transactions
@@ -124,6 +125,11 @@ class TransactionParser:
         if len(parsed) > self.config.max_rows:
             raise RequestError(413, f'{len(parsed):,} transactions in one request; at most {self.config.max_rows:,} '
                                     '(split the list, or raise max_rows)')
+        ids = [t.tx_id for t in parsed]
+        if len(set(ids)) < len(ids):
+            repeated = sorted({i for i in ids if ids.count(i) > 1})
+            raise RequestError(422, f'tx_id {repeated[0]} appears more than once in this request; each transaction is scored once',
+                               [f'tx_id {i} repeats' for i in repeated[:50]])
         return [t.model_dump(exclude={'label'}) for t in parsed], many
 
 def _too_large(size: int, config: ServeConfig) -> RequestError:
@@ -469,6 +475,11 @@ def scoring_app(run_dir, state_dir=None, config: ServeConfig | None = None) -> F
 
     app = FastAPI(title='fusion_nb scorer', lifespan=lifespan)
     app.state.keeper = keeper
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException):   # 404, 405: the service's own error shape
+        return JSONResponse({'error': f'{e.detail}: {request.method} {request.url.path} (the service answers POST /score and GET /health)',
+                             'details': []}, status_code=e.status_code, headers=e.headers)
 
     @app.post('/score')
     async def score(request: Request):

@@ -212,6 +212,22 @@ def _cached_store(cache: Path | None) -> EmbeddingStore | None:
 
 def _encoders_path(cache: Path) -> Path: return cache.with_name(cache.name.removesuffix('.npz') + '.encoders.pt')
 
+def _write_cache(store: EmbeddingStore, trained: TrainedViews, cache: Path) -> Path | None:
+    "Write the store and its encoders to `cache`; a folder that refuses them (read-only, full) costs a warning, not the run."
+    try:
+        save_embeddings(store, cache)
+        save_view_encoders(trained, _encoders_path(cache))
+    except OSError as e:
+        for path in (cache, _encoders_path(cache)):
+            try: path.unlink(missing_ok=True)             # no half cache for the next run to read
+            except OSError: pass
+        warnings.warn(f'views: the cache {cache} could not be written ({e.strerror or e}); this run goes on without it, and the next '
+                      'one with these settings trains the encoders again.')
+        store.meta['cache'] = dict(status='not written', file=str(cache), error=str(e.strerror or e))
+        return None
+    store.meta['cache'] = dict(status='written', file=str(cache))
+    return cache
+
 def build_views(tx: Transactions, split=None, config: ViewsConfig | None = None, cache_dir=None,
                 progress: bool = True,   # one line per encoder and one for the store (rank 0 only)
                ) -> EmbeddingStore:
@@ -251,9 +267,7 @@ def build_views(tx: Transactions, split=None, config: ViewsConfig | None = None,
     store = _labelled_store(tx, split, (gnn_emb, gnn_mask), (seq_emb, seq_mask), meta, where=f'{tx.source} views')
     store.encoders = trained                               # not part of the store file; the cache keeps them beside it
     if cache is not None and world()[1] == 0:             # under torchrun every rank builds the same store; rank 0 writes it
-        save_embeddings(store, cache)
-        save_view_encoders(trained, _encoders_path(cache))
-        store.meta['cache'] = dict(status='written', file=str(cache))
+        cache = _write_cache(store, trained, cache)
     cached = f', cached in {cache}' if cache is not None else ''
     progress_line(f'views: {store.n:,} transactions in both views ({format_seconds(time.perf_counter() - began)}){cached}', progress)
     return store
