@@ -150,6 +150,9 @@ class ExperimentConfig:
         self._check_stacking()
         if self.dataset == 'synthetic':                      # the simulator's own limits (size, fraud rate)
             SimConfig(n_transactions=self.n_transactions, fraud_rate=self.fraud_rate, seed=self.seed).resolved()
+            if not self.fraud_rate > 0:
+                raise ValueError(f'fraud_rate={self.fraud_rate!r}: a run needs fraud to learn from and to find; give a share above 0 '
+                                 '(at most 0.1).')
         return self
 
     def _check_types(self):
