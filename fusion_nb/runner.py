@@ -100,6 +100,8 @@ def _prepare_run_dir(params: dict, tag: str = 'run') -> Path:
             try: path.mkdir(parents=True)                       # atomic: of two runs started together, one gets it
             except FileExistsError:
                 raise FileExistsError(f'run_dir {path} was just made by another run; runs never share a folder: pass a new one.') from None
+            except OSError as e:                                 # a parent that is a file, a read-only disk, ...
+                raise OSError(e.errno, f'run_dir {path} cannot be made ({e.strerror}); pass a folder you can write') from None
         return path.resolve()
     from fusion_nb.env import output_root, new_run_dir
     return new_run_dir(output_root(params.get('output_dir') or None), tag).resolve()

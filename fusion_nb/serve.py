@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_mod
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 import uvicorn
 from .env import atomic_write_text, torch_threads
 from .simulator import SimConfig, simulate_transactions
@@ -452,10 +453,13 @@ async def _read_body(request: Request, config: ServeConfig) -> bytes:
     declared = request.headers.get('content-length', '')
     if declared.isdigit() and int(declared) > config.max_body_bytes: raise _too_large(int(declared), config)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > config.max_body_bytes: raise _too_large(size, config)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > config.max_body_bytes: raise _too_large(size, config)
+            chunks.append(chunk)
+    except ClientDisconnect:          # the client went away mid-body: nothing to score, nobody to answer, no traceback
+        raise RequestError(400, 'the client disconnected before the whole body arrived') from None
     return b''.join(chunks)
 
 # %% ../nbs/14b_serve.ipynb #d93c6dfb
@@ -492,7 +496,7 @@ def scoring_app(run_dir, state_dir=None, config: ServeConfig | None = None) -> F
     @app.get('/health')
     async def health():
         return dict(status='broken' if keeper.broken else 'ok', seq=keeper.seq, threshold=model.threshold,
-                    state_rows=model.state.n_rows, state_dir=str(keeper.journal.folder), **keeper.counts,
+                    state_rows=model.state.n_rows, state_dir=str(keeper.journal.folder.resolve()), **keeper.counts,
                     busy_poll_s=round(batcher.polled_s, 3), log_sync=keeper.journal.log_sync)
     return app
 
