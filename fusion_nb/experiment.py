@@ -38,7 +38,7 @@ from .bundle import write_bundle
 
 # %% auto #0
 __all__ = ['TRANSACTION_DATASETS', 'DATASETS', 'DATASET_ALIASES', 'STACK_CHOICES', 'FILE_DATASETS', 'NOTEBOOK_STAND_INS',
-           'SCALAR_METRICS', 'world_size', 'ExperimentConfig', 'notebook_defaults', 'checked_config',
+           'PARAMETERS_MARK', 'SCALAR_METRICS', 'world_size', 'ExperimentConfig', 'notebook_defaults', 'checked_config',
            'refuse_unknown_parameters', 'in_test', 'smoke_config', 'load_transactions', 'load_store', 'test_periods',
            'model_key', 'train_and_score', 'score_model', 'tree_records', 'typology_of_test_rows',
            'add_typology_recall', 'aggregate_seeds', 'params_key', 'resume_enabled', 'find_unfinished_run',
@@ -237,9 +237,14 @@ def checked_config(params: dict, locate_data: bool = True) -> ExperimentConfig:
     if locate_data and config.dataset in FILE_DATASETS: locate_dataset(config.dataset, config.data_path)
     return config
 
-def refuse_unknown_parameters(namespace: dict, before: set) -> None:
+PARAMETERS_MARK = 'names_before_parameters'   # the run notebook's names before its parameters cell (set by the cell before it)
+
+def refuse_unknown_parameters(namespace: dict) -> None:
     """ValueError naming what a run notebook was given (papermill -p NAME ...) beyond its parameters: `namespace` is its
-    globals, `before` their names before the parameters cell. Without it a misspelt name leaves its parameter at the default."""
+    globals, holding `PARAMETERS_MARK`. Without it a misspelt name leaves its parameter at the default. The mark is used
+    up, so re-running cells by hand later (JupyterLab) checks nothing; running from the top checks again."""
+    before = namespace.pop(PARAMETERS_MARK, None)
+    if before is None: return
     given = {n for n in set(namespace) - set(before) if not n.startswith('_')} - set(notebook_defaults())
     if given:
         raise ValueError(f'unknown parameter(s) {sorted(given)}; `papermill --help-notebook nbs/run.ipynb` lists the parameters.')
