@@ -438,6 +438,24 @@ def _verdict_lines(results: dict, v: dict | None, plots) -> list[str]:
     out += [f'', f'![verdict](verdict.png)'] if any(Path(p).name == 'verdict.png' for p in plots) else []
     return out
 
+FEW_FRAUD = 30   # a split with fewer fraud rows than this gets a warning in summary.md (choices and intervals rest on them)
+GRAPH_VIEW_NOTE = ("Graph view: each split's graph embeddings come from the account graph of that split and the earlier ones, "
+                   'including transactions later in the same split (transductive, as GNN fraud studies usually evaluate). A '
+                   'deployed scorer knows only earlier transactions and gives accounts it has not seen a cold-start state '
+                   '(`fusion-nb score`), so online figures of the graph view can be lower than these test figures.')
+
+def _split_notes(data: dict) -> list[str]:
+    "Rows and fraud per split, a warning for splits with few fraud rows, and how test graph embeddings were made."
+    rows, fraud = data.get('rows') or {}, data.get('fraud') or {}
+    splits = [s for s in ('train', 'val', 'test') if s in rows and s in fraud]
+    out = [f"Splits by time: {', '.join(f'{s} {rows[s]:,} rows, {fraud[s]:,} fraud' for s in splits)}."] if splits else []
+    few = [f'{s} ({fraud[s]})' for s in splits if fraud[s] < FEW_FRAUD]
+    if few:
+        out.append(f"**Few fraud rows in {', '.join(few)}**: the model choice and the threshold (validation) and the test "
+                   f"figures and intervals rest on fewer than {FEW_FRAUD} fraud rows each; read them as rough.")
+    if data.get('views'): out.append(GRAPH_VIEW_NOTE)
+    return out
+
 def _summary_text(results: dict, predictions: dict | None, verdict_result: dict | None, budgets, plots) -> str:
     table = results_table(results)
     run, data = results.get('run') or {}, results.get('dataset') or {}
@@ -449,6 +467,7 @@ def _summary_text(results: dict, predictions: dict | None, verdict_result: dict 
     if predictions is not None:
         y = predictions['label']
         out.append(f'Test split: {len(y)} transactions, {int(y.sum())} fraud (rate {y.mean():.4f}; the AP of random scores).')
+    out += _split_notes(data)
     out += ['', '## Verdict', ''] + _verdict_lines(results, verdict_result, plots)
     out += _gap_section(results, predictions, verdict_result, plots)       # only when fusion does not beat the baseline
     metrics = pd.DataFrame({'model': table.index, 'views': table['views'].fillna(''), 'seeds': table['seeds'],
