@@ -457,7 +457,25 @@ def read_new_transactions(path, model: FraudModel, dataset: str | None = None) -
         frame['tx_id'] = (int(state_ids.max()) + 1 if len(state_ids) else 0) + np.arange(len(frame))
     origin, start = model.schema.get('time_origin'), tx.meta.get('start')
     if origin and start: frame['time'] = frame['time'] + (pd.Timestamp(start) - pd.Timestamp(origin)).total_seconds() / 3600
+    if str(tx.meta.get('tx_id_note', '')).startswith('row number'): _refuse_rescored(frame, model.state, path, fmt)
     return frame
+
+def _refuse_rescored(frame: pd.DataFrame, state: ScoringState, path, fmt: str) -> None:
+    "ScoringInputError if rows of a file without transaction ids repeat transactions the state holds (time, accounts, amount, type)."
+    if not state.n_rows or not len(frame): return
+    cols = _all_columns(state)
+    recent = cols['time'] >= frame['time'].min()              # only state rows from the file's first time on can repeat it
+    if not recent.any(): return
+    names, types = _account_names(state), np.asarray([*state.types, ''], dtype=object)
+    held = set(zip(cols['time'][recent], names[cols['src'][recent]], names[cols['dst'][recent]], cols['amount'][recent],
+                   types[cols['type'][recent]]))
+    again = np.array([k in held for k in zip(frame['time'], frame['src'], frame['dst'], frame['amount'], frame['type'].astype(str))])
+    if again.any():
+        first = frame[again].iloc[0]
+        raise ScoringInputError(f"{int(again.sum())} row(s) of {path} repeat transactions the scoring state holds already (same time, "
+                                f"accounts, amount and type; the first at time {first['time']:g}, {first['src']} -> {first['dst']}). "
+                                f"{fmt} files carry no transaction ids, so they would be scored and counted twice: remove the rows "
+                                "scored before (e.g. those sent to fusion-nb serve) and score the rest.")
 
 # %% ../nbs/14a_score.ipynb #b14aclm2
 SERVING_FILE = 'serving.json'        # in model/: the service that holds the run's state (gone once it hands it back)
