@@ -141,10 +141,14 @@ def main(argv=None) -> dict | None:
 # %% ../nbs/07a_distributed.ipynb #16db87d8
 def _check_head_options(args):
     "Every `head` option checked before a process group, a file or a folder is touched: `(head name, ExperimentConfig)`."
-    from fusion_nb.experiment import ExperimentConfig
+    from fusion_nb.experiment import ExperimentConfig, world_size
     from fusion_nb.fusion import resolve_models
     try: config = ExperimentConfig(embeddings=args.embeddings, **{name: getattr(args, name) for name in HEAD_OPTIONS})
     except ValueError as e: raise SystemExit(str(e)) from None
+    ranks = world_size()
+    if config.batch_size < 2 * ranks:                        # each rank trains on its share of a batch: BatchNorm needs two rows
+        raise SystemExit(f'--batch-size {config.batch_size} leaves some of the {ranks} ranks fewer than 2 rows of a batch (BatchNorm '
+                         f'needs two): use at least {2 * ranks}.')
     names = resolve_models(config.model)                     # the config checked each head's width rules
     if len(names) != 1: raise SystemExit(f"--model {args.model!r} names {len(names)} heads {names}; name one.")
     if not Path(args.embeddings).is_file():

@@ -31,9 +31,9 @@ import numpy as np
 from .env import atomic_write_bytes
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'SPLITS', 'EmbeddingFormatError', 'DamagedStoreError', 'EmbeddingStore', 'validate_store',
-           'save_embeddings', 'load_embeddings', 'align_views', 'import_legacy_pickles', 'import_seed_pickles',
-           'make_demo_embeddings']
+__all__ = ['FORMAT_VERSION', 'SPLITS', 'DEMO_MIN_ROWS', 'EmbeddingFormatError', 'DamagedStoreError', 'EmbeddingStore',
+           'validate_store', 'save_embeddings', 'load_embeddings', 'align_views', 'import_legacy_pickles',
+           'import_seed_pickles', 'make_demo_embeddings']
 
 # %% ../nbs/05_embeddings.ipynb #0ded0011
 FORMAT_VERSION = 1
@@ -684,10 +684,12 @@ def import_seed_pickles(*args, **kwargs) -> EmbeddingStore:
     return import_legacy_pickles(*args, **kwargs)
 
 # %% ../nbs/05_embeddings.ipynb #8ff59121
+DEMO_MIN_ROWS = 60   # fewer demo rows cannot give every split fraud and legit rows
+
 def make_demo_embeddings(n: int = 3000, gnn_dim: int = 32, seq_dim: int = 24, fraud_rate: float = 0.03,
                          seed: int = 0) -> EmbeddingStore:
     "Synthetic two-view store whose fraud signal is split between graph-only, sequence-only and both-view families."
-    if n < 60: raise ValueError(f'make_demo_embeddings: n={n} is too small; use n >= 60 so that every split has fraud and legit rows')
+    if n < DEMO_MIN_ROWS: raise ValueError(f'make_demo_embeddings: n={n} is too small; use n >= {DEMO_MIN_ROWS} so that every split has fraud and legit rows')
     if not 0 < fraud_rate < 0.5: raise ValueError(f'make_demo_embeddings: fraud_rate={fraud_rate}; expected 0 < fraud_rate < 0.5')
     rng = np.random.default_rng(seed)
     time = np.sort(rng.uniform(0, 24 * 30, n))                      # 30 days of hours, rows in time order

@@ -279,14 +279,14 @@ def world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized(): return dist.get_world_size(), dist.get_rank()
     return 1, 0
 
-def wrap_ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    "`module` in DistributedDataParallel on `device` (its GPU, or the CPU with gloo); buffers are not broadcast each step."
+def wrap_ddp(module: torch.nn.Module, device: torch.device, find_unused: bool = False) -> torch.nn.Module:
+    "`module` in DistributedDataParallel on `device` (its GPU, or the CPU with gloo); buffers are not broadcast each step. `find_unused`: some parameters may get no gradient in a step."
     import warnings
     from torch.nn.parallel import DistributedDataParallel
     ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == 'cuda' else None
     with warnings.catch_warnings():   # newer torch renames broadcast_buffers; False keeps its meaning on all versions
         warnings.filterwarnings('ignore', message='.*broadcast_buffers.*', category=FutureWarning)
-        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False, find_unused_parameters=find_unused)
 
 def shard_rows(rows, rank: int, world_size: int):
     "This rank's contiguous share of `rows` (a tensor or array of row indices); shares differ by at most one row and cover `rows` once."

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np, pandas as pd, torch
-from .env import (resolve_device, output_root, new_run_dir, claim_run_dir, RUN_CLAIM, environment_info,
+from .env import (describe_path, resolve_device, output_root, new_run_dir, claim_run_dir, RUN_CLAIM, environment_info,
                            atomic_write_bytes, data_dir, auto_threads, torch_threads, detect_platform, atomic_write_text)
 from .transactions import Transactions
 from .simulator import simulate_transactions, SimConfig
@@ -25,7 +25,7 @@ from .views import ViewsConfig, build_views, default_split
 from .sequence_view import build_histories, resolve_seq_preset
 from .graph_view import gnn_config, graph_kind
 from .baselines import tree_features, fit_trees, score_trees, tree_device, tree_rounds, tree_library
-from .embeddings import EmbeddingStore, load_embeddings, import_legacy_pickles, make_demo_embeddings
+from .embeddings import EmbeddingStore, load_embeddings, import_legacy_pickles, make_demo_embeddings, DEMO_MIN_ROWS
 from .fusion import HEAD_DROPOUT, HEAD_HIDDEN_DIM, resolve_models, build_head, select_views
 from .train import (TrainConfig, fit, predict_proba, seed_everything, resume_progress, progress_line, format_seconds,
                              plural)
@@ -166,12 +166,18 @@ class ExperimentConfig:
                 raise ValueError(f'{f.name} must be True or False, got {value!r}.')
 
     def _check_data_source(self):
-        "`data_path` and `nrows` belong to a data file: with a dataset that reads none they would be ignored without a word."
-        if self.dataset in FILE_DATASETS: return
-        given = [name for name in ('data_path', 'nrows') if getattr(self, name) is not None]
+        "Each input option belongs to one kind of dataset: given with another it would be ignored without a word."
+        owners = dict(data_path=FILE_DATASETS, nrows=FILE_DATASETS, embeddings=('embeddings',),
+                      gnn_pickle=('legacy_pickles',), seq_pickle=('legacy_pickles',))
+        given = [name for name, kinds in owners.items() if getattr(self, name) not in (None, '') and self.dataset not in kinds]
         if given:
-            raise ValueError(f"{' and '.join(given)} given with dataset={self.dataset!r}, which reads no data file: name the file's "
-                             f"format with dataset ({', '.join(FILE_DATASETS)}), or leave {' and '.join(given)} out.")
+            raise ValueError(f"{' and '.join(given)} given with dataset={self.dataset!r}, which does not read it: "
+                             + '; '.join(f"{n} is for dataset {' / '.join(owners[n])}" for n in given) + f'. Leave it out, or name that dataset.')
+        needs = dict(embeddings=['embeddings'], legacy_pickles=['gnn_pickle', 'seq_pickle']).get(self.dataset, [])
+        missing = [n for n in needs if not getattr(self, n)]
+        if missing: raise ValueError(f"dataset={self.dataset!r} needs {' and '.join(missing)} (a path).")
+        if self.dataset == 'demo' and self.demo_rows < DEMO_MIN_ROWS:
+            raise ValueError(f'demo_rows={self.demo_rows!r}: the demo store needs at least {DEMO_MIN_ROWS} rows (fraud and legit in every split).')
 
     def _check_split_and_patterns(self):
         "`split` names a protocol that fits the dataset (02_splits owns the names); `patterns` is for IBM AML data only."
@@ -235,6 +241,13 @@ def checked_config(params: dict, locate_data: bool = True) -> ExperimentConfig:
     if unknown: raise ValueError(f'unknown run parameter(s) {unknown}; `papermill --help-notebook nbs/run.ipynb` lists them.')
     config = ExperimentConfig.from_notebook_parameters({**notebook_defaults(), **params})
     if locate_data and config.dataset in FILE_DATASETS: locate_dataset(config.dataset, config.data_path)
+    if locate_data and config.dataset == 'legacy_pickles' and not config.allow_pickle:    # import_legacy_pickles' own rule, early
+        raise ValueError('dataset legacy_pickles reads pickles, which can run code: pass allow_pickle=True only for files you '
+                         'made yourself (or convert them once to an embedding store).')
+    for name in ('embeddings', 'gnn_pickle', 'seq_pickle'):
+        path = getattr(config, name)
+        if locate_data and path and not Path(path).expanduser().is_file():
+            raise FileNotFoundError(f'{name}={path!r}: no such file ({describe_path(Path(path).expanduser())}).')
     return config
 
 PARAMETERS_MARK = 'names_before_parameters'   # the run notebook's names before its parameters cell (set by the cell before it)

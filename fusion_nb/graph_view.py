@@ -506,7 +506,8 @@ def train_gnn_encoder(tx: Transactions, split, preset: str = 'MultiPNA_L2_H64', 
                 train_rows=int(len(rows)), train_fraud=int(y_all.sum()), graph_visibility={k: list(v) for k, v in GRAPH_VISIBILITY.items()},
                 training='full-batch' if fanout is None else dict(fanout=[int(f) for f in fanout], batch_size=batch_size), world_size=world_size)
     encoder = GNNEncoder(kind, graph.x.shape[1], edge_dim, config, emb_dim, meta).to(device)
-    model = encoder if world_size == 1 else wrap_ddp(encoder, device)           # the same weights on every rank (DDP broadcasts rank 0's)
+    model = encoder if world_size == 1 else wrap_ddp(encoder, device, find_unused=True)   # rank 0's weights on every rank; a
+                                                                                # Multi-GNN's last edge update feeds no loss
     seed_rank(seed)                                                             # own dropout masks per rank under DDP
     criterion = FocalLoss(class_weights(y_all), gamma=0).to(device)             # class-weighted cross-entropy
     step = logits_step(criterion, adamw(encoder.parameters(), lr, weight_decay), encoder.parameters(), world_size=world_size)

@@ -55,11 +55,12 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.cuda_graph, str): self.cuda_graph = self.cuda_graph.strip().lower()
         if self.cuda_graph not in CUDA_GRAPH: wants_capture(self.cuda_graph, 'cpu')   # cuda_step owns the message
-        checks = dict(epochs=self.epochs >= 1, batch_size=self.batch_size >= 2, lr=self.lr > 0,
-                      weight_decay=self.weight_decay >= 0, patience=self.patience >= 1,
-                      focal_gamma=self.focal_gamma >= 0, restart_epochs=self.restart_epochs >= 1,
+        finite = lambda x: x is not None and math.isfinite(x)      # inf passes `>= 0` and makes every loss NaN
+        checks = dict(epochs=self.epochs >= 1, batch_size=self.batch_size >= 2, lr=finite(self.lr) and self.lr > 0,
+                      weight_decay=finite(self.weight_decay) and self.weight_decay >= 0, patience=self.patience >= 1,
+                      focal_gamma=finite(self.focal_gamma) and self.focal_gamma >= 0, restart_epochs=self.restart_epochs >= 1,
                       restart_mult=self.restart_mult >= 1, eval_batch_size=self.eval_batch_size >= 1,
-                      grad_clip=self.grad_clip is None or self.grad_clip >= 0)
+                      grad_clip=self.grad_clip is None or (finite(self.grad_clip) and self.grad_clip >= 0))
         bad = [f"{name}={getattr(self, name)!r}" for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"TrainConfig: invalid {', '.join(bad)}. Expected epochs, patience, restart_epochs, "
