@@ -240,13 +240,14 @@ def checked_config(params: dict, locate_data: bool = True) -> ExperimentConfig:
     unknown = sorted(set(params) - set(notebook_defaults()))
     if unknown: raise ValueError(f'unknown run parameter(s) {unknown}; `papermill --help-notebook nbs/run.ipynb` lists them.')
     config = ExperimentConfig.from_notebook_parameters({**notebook_defaults(), **params})
-    if locate_data and config.dataset in FILE_DATASETS: locate_dataset(config.dataset, config.data_path)
-    if locate_data and config.dataset == 'legacy_pickles' and not config.allow_pickle:    # import_legacy_pickles' own rule, early
+    if not locate_data: return config
+    if config.dataset in FILE_DATASETS: locate_dataset(config.dataset, config.data_path)
+    if config.dataset == 'legacy_pickles' and not config.allow_pickle:    # import_legacy_pickles' own rule, early
         raise ValueError('dataset legacy_pickles reads pickles, which can run code: pass allow_pickle=True only for files you '
                          'made yourself (or convert them once to an embedding store).')
     for name in ('embeddings', 'gnn_pickle', 'seq_pickle'):
         path = getattr(config, name)
-        if locate_data and path and not Path(path).expanduser().is_file():
+        if path and not Path(path).expanduser().is_file():
             raise FileNotFoundError(f'{name}={path!r}: no such file ({describe_path(Path(path).expanduser())}).')
     return config
 
@@ -262,16 +263,17 @@ def refuse_unknown_parameters(namespace: dict) -> None:
     if given:
         raise ValueError(f'unknown parameter(s) {sorted(given)}; `papermill --help-notebook nbs/run.ipynb` lists the parameters.')
 
+_FLAGS = {'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}   # a switch given as text
+
 def _from_notebook(name: str, value):
     "A notebook parameter as its config field takes it: the stand-in of a None default is None; `resume` takes auto/true/false."
     if name == 'resume' and isinstance(value, str):
-        flag = {'auto': None, 'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}
+        flag = {'auto': None, **_FLAGS}
         if value.strip().lower() not in flag: raise ValueError(f"resume={value!r}: expected auto, true or false.")
         return flag[value.strip().lower()]
     if ExperimentConfig.__dataclass_fields__[name].type == 'bool' and isinstance(value, str):   # -p smoke false: a string
-        flag = {'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}.get(value.strip().lower())
-        if flag is None: raise ValueError(f"{name}={value!r}: expected True or False.")
-        return flag
+        if value.strip().lower() not in _FLAGS: raise ValueError(f"{name}={value!r}: expected True or False.")
+        return _FLAGS[value.strip().lower()]
     field_default = ExperimentConfig.__dataclass_fields__[name].default
     stand_in = NOTEBOOK_STAND_INS.get(name, '')
     same = type(value) is type(stand_in) and value == stand_in      # 0 is a stand-in, False is not

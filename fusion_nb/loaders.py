@@ -687,14 +687,18 @@ def find_dataset(kind: str, data_dir: str | os.PathLike | None = None) -> Path:
                             'in the data folder (or set $FUSION_NB_DATA / pass data_path), or on Kaggle add the dataset as an input.')
 
 # %% ../nbs/01b_loaders.ipynb #ad622a03
-def load_dataset(kind: str, data_path: str | os.PathLike | None = None, nrows: int | None = None, **kw) -> Transactions:
-    "Find and load a `kind` dataset ('paysim', 'ibm_aml', 'amlsim', 'elliptic') as `Transactions`."
-    kind = _check_kind(kind)
+def _data_file(kind: str, data_path) -> Path:
+    "The file (Elliptic: the folder) of a `kind` dataset (checked by `_check_kind`): `data_path` if it is a file, else found in it."
     given = Path(data_path).expanduser() if data_path not in (None, '') else None
     if given is not None and os.path.lexists(given) and not (given.is_file() or given.is_dir()):
         raise TransactionsError(f'{kind}: data_path {given} {env.describe_path(given)}. Pass the data file, or the folder '
                                 'holding it.')
-    path = given if given is not None and given.is_file() else find_dataset(kind, given)
+    return given if given is not None and given.is_file() else find_dataset(kind, given)
+
+def load_dataset(kind: str, data_path: str | os.PathLike | None = None, nrows: int | None = None, **kw) -> Transactions:
+    "Find and load a `kind` dataset ('paysim', 'ibm_aml', 'amlsim', 'elliptic') as `Transactions`."
+    kind = _check_kind(kind)
+    path = _data_file(kind, data_path)
     if kind == 'elliptic': return load_elliptic(path, nrows=nrows, **kw)
     if kind == 'paysim': return load_paysim(path, nrows=nrows, **kw)
     if kind == 'amlsim': return load_amlsim(path, nrows=nrows, **kw)
@@ -711,10 +715,7 @@ def load_dataset(kind: str, data_path: str | os.PathLike | None = None, nrows: i
 def locate_dataset(kind: str, data_path: str | os.PathLike | None = None) -> Path:
     "The file (Elliptic: the folder) `load_dataset` would read for `kind` and `data_path`, checked as far as its header; no rows are read."
     kind = _check_kind(kind)
-    given = Path(data_path).expanduser() if data_path not in (None, '') else None
-    if given is not None and os.path.lexists(given) and not (given.is_file() or given.is_dir()):
-        raise TransactionsError(f'{kind}: data_path {given} {env.describe_path(given)}. Pass the data file, or the folder holding it.')
-    path = given if given is not None and given.is_file() else find_dataset(kind, given)
+    path = _data_file(kind, data_path)
     if kind == 'elliptic' or sniff_format(path) in _FORMATS[kind]: return path
     header = read_header(path)                    # an empty, damaged or undecodable file says so here
     raise TransactionsError(f"{kind}: {path} is not {_WHAT[kind]}; its header reads `{','.join(header[:20])}`.")

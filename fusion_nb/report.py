@@ -980,5 +980,6 @@ def rerender_report(run_dir, show: bool = False, n_boot: int = 2000, validate: b
                                 'are made from the test scores it holds, so the report cannot be re-made; nothing was rewritten '
                                 '(summary.md and the plots are as they were). Restore predictions.npz from a copy of the run '
                                 'folder, or re-run the experiment.')
-    check_same_run(results, load_predictions(run_dir), run_dir / 'predictions.npz')
-    return render_report(run_dir, results, show=show, n_boot=n_boot)
+    predictions = load_predictions(run_dir)
+    check_same_run(results, predictions, run_dir / 'predictions.npz')
+    return render_report(run_dir, results, predictions, show=show, n_boot=n_boot)

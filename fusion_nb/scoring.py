@@ -22,7 +22,7 @@ from .bundle import (Bundle, BundleError, ScoringState, read_bundle, account_cod
 # %% auto #0
 __all__ = ['FLOAT_EXACT_IDS', 'FAST_ROWS', 'MAX_HOURS_AHEAD', 'SCORE_COLUMNS', 'CANONICAL', 'SERVING_FILE', 'SERVING_LOCK',
            'ScoringInputError', 'check_columns', 'FraudModel', 'embed', 'score_arrays', 'score', 'warm_up', 'refresh',
-           'save_state_of', 'load_model', 'read_new_transactions', 'StateInUse', 'check_state_free', 'holding_state',
+           'save_state_of', 'load_model', 'read_new_transactions', 'StateInUse', 'holding_state', 'check_state_free',
            'serving_note', 'claim_state', 'mark_claim', 'release_state', 'score_file', 'refresh_run']
 
 # %% ../nbs/14a_score.ipynb #b14a0006
@@ -507,15 +507,6 @@ def _refusal(run_dir, claim: dict | None, running: bool) -> StateInUse:
                       f"Start it again (fusion-nb serve {run_dir} --state-dir {claim['state_dir']}: it replays its log) "
                       'and stop it with Ctrl-C; then try again.')
 
-def check_state_free(run_dir):
-    "Nothing if a batch may write the run's state; `StateInUse` while a service holds it or has not handed it back."
-    folder = Path(run_dir) / BUNDLE_DIR
-    if not folder.is_dir(): return                  # load_model says what is missing
-    fd = _serving_lock(folder)
-    if fd is None: raise _refusal(run_dir, _claim(folder), running=True)
-    os.close(fd)
-    if _claim(folder): raise _refusal(run_dir, _claim(folder), running=False)
-
 @contextmanager
 def holding_state(run_dir):
     "Hold the run's state for a batch that reads, grows and saves it: `StateInUse` if anyone else holds it or must resume."
@@ -527,6 +518,10 @@ def holding_state(run_dir):
         if _claim(folder): raise _refusal(run_dir, _claim(folder), running=False)
         yield
     finally: os.close(fd)
+
+def check_state_free(run_dir):
+    "Nothing if a batch may write the run's state now; `StateInUse` while anyone holds it or a service has not handed it back."
+    with holding_state(run_dir): pass
 
 def serving_note(run_dir) -> str:
     "'' if no service holds the run's state; else a note that `model/state.npz` lags what the service has scored since."

@@ -7,6 +7,7 @@ Docs: https://fusion-nb.github.io/fusion_nb/serve.html.md"""
 # %% ../nbs/14b_serve.ipynb #624cfaf2
 from __future__ import annotations
 import asyncio, fcntl, gc, json, os, socket, threading, time
+from collections import Counter
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -126,9 +127,9 @@ class TransactionParser:
         if len(parsed) > self.config.max_rows:
             raise RequestError(413, f'{len(parsed):,} transactions in one request; at most {self.config.max_rows:,} '
                                     '(split the list, or raise max_rows)')
-        ids = [t.tx_id for t in parsed]
-        if len(set(ids)) < len(ids):
-            repeated = sorted({i for i in ids if ids.count(i) > 1})
+        counts = Counter(t.tx_id for t in parsed)
+        if len(counts) < len(parsed):
+            repeated = sorted(i for i, n in counts.items() if n > 1)
             raise RequestError(422, f'tx_id {repeated[0]} appears more than once in this request; each transaction is scored once',
                                [f'tx_id {i} repeats' for i in repeated[:50]])
         return [t.model_dump(exclude={'label'}) for t in parsed], many
