@@ -3,7 +3,7 @@
 For each size: `build_account_graph(tx)` (all transactions as edges), `graph_inputs` (the mean adjacencies
 an encoder pass needs), a few full-batch training epochs of `train_gnn_encoder` on the train-period graph
 (median epoch time; setup = the rest of the call), and `graph_embeddings` (every row embedded with its
-split's visible graph). Seconds and edges/s. Then one epoch of sampled mini-batch training (`fanout`, PyG loaders
+block's prior graph, 3 x GRAPH_BLOCKS graphs). Seconds and edges/s. Then one epoch of sampled mini-batch training (`fanout`, PyG loaders
 with fusion_nb.sampling) over the same loss rows, and the mean size of a sampled subgraph, which is what bounds
 its memory (the full-batch pass holds every node).
 
@@ -88,7 +88,7 @@ def run(args, out) -> list[str]:
     plot(results, out / 'c_graph.png')
     notes = [f'build: build_account_graph on all rows (best of 3); inputs: graph_inputs (mean adjacencies, best of 3); epoch: median of '
              f'{args.gnn_bench_epochs} full-batch train_gnn_encoder epochs on the train-period graph (70% of rows, loss on up to 262,144 rows); '
-             f'setup: the rest of that call (features, visible graph, inputs); embed: graph_embeddings for all rows (3 visible graphs). '
+             f'setup: the rest of that call (features, visible graph, inputs); embed: graph_embeddings for all rows (one graph per block). '
              f'threads={torch.get_num_threads()}.',
              f'sampled_step: mean time of a train_gnn_encoder(fanout=[{args.fanout}] per layer, batch_size={args.sampled_batch}) step (an epoch of 4 steps, '
              f'after a 1-step warm-up); sampled_epoch: that x the steps of an epoch over the same loss rows as full-batch (up to 262,144); subgraph_nodes: mean nodes of a sampled batch (first 3 batches), subgraph_share: as a share of all nodes, '

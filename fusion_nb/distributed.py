@@ -89,7 +89,7 @@ def _release_out(out: Path, created: bool):
 # %% ../nbs/07a_distributed.ipynb #9ced4127
 HEAD_OPTIONS = ('model', 'epochs', 'batch_size', 'lr', 'patience', 'focal_gamma', 'hidden_dim', 'dropout', 'seed')
 VIEWS_OPTIONS = ('dataset', 'data_path', 'nrows', 'n_transactions', 'fraud_rate', 'gnn_preset', 'seq_preset', 'gnn_epochs',
-                 'gnn_fanout', 'gnn_batch_size', 'seq_epochs', 'emb_dim', 'history_k', 'split', 'oof_folds', 'seed')
+                 'gnn_fanout', 'gnn_batch_size', 'seq_epochs', 'emb_dim', 'history_k', 'split', 'oof_folds', 'graph_blocks', 'seed')
 
 def _field_help(cls) -> dict:
     "{field: the comment after it} in the source of dataclass `cls` (what `docments` reads, without fastcore)."

@@ -83,6 +83,7 @@ class ExperimentConfig:
     emb_dim: int = ViewsConfig.emb_dim         # embedding width of each view
     history_k: int = ViewsConfig.history_k     # past transactions per account in the sequence view
     oof_folds: int = ViewsConfig.oof_folds     # >= 2: heads train on out-of-fold (cross-fitted) train embeddings; 0: in-sample
+    graph_blocks: int = ViewsConfig.graph_blocks   # graph refreshes per split: a block's rows are embedded from the graph before it
     output_dir: str | None = None     # folder holding run folders (default ./outputs, /kaggle/working/outputs)
     run_dir: str | None = None        # write into this new/empty folder instead of a fresh one under output_dir
     epochs: int = TrainConfig.epochs           # maximum training epochs per fusion head
@@ -123,7 +124,7 @@ class ExperimentConfig:
             raise ValueError(f'dataset={self.dataset!r} is not one of {list(DATASETS)}.')
         self._check_data_source()
         for name in ('hidden_dim', 'demo_rows', 'seeds', 'n_transactions', 'gnn_epochs', 'seq_epochs', 'emb_dim', 'history_k',
-                     'gnn_batch_size'):
+                     'gnn_batch_size', 'graph_blocks'):
             if int(getattr(self, name)) < 1: raise ValueError(f'{name} must be >= 1, got {getattr(self, name)!r}.')
         if self.nrows is not None and self.nrows < 1: raise ValueError(f'nrows must be >= 1 or None, got {self.nrows!r}.')
         self._check_split_and_patterns()
@@ -223,7 +224,7 @@ class ExperimentConfig:
         return ViewsConfig(gnn_preset=self.gnn_preset, seq_preset=self.seq_preset, emb_dim=self.emb_dim,
                            gnn_epochs=self.gnn_epochs, seq_epochs=self.seq_epochs, history_k=self.history_k,
                            gnn_fanout=self.fanout(), gnn_batch_size=self.gnn_batch_size, seed=self.seed, device=device,
-                           oof_folds=self.oof_folds)
+                           oof_folds=self.oof_folds, graph_blocks=self.graph_blocks)
 
 # %% ../nbs/10_experiment.ipynb #a13e0002
 NOTEBOOK_STAND_INS = {'nrows': 0, 'resume': 'auto'}   # a None default's stand-in in the run notebook ('' if not listed)

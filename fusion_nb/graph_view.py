@@ -28,11 +28,12 @@ from .engine import (EpochTicker, FocalLoss, adamw, class_weights, encoder_line,
                               seed_rank)
 
 # %% auto #0
-__all__ = ['GRAPH_VISIBILITY', 'GNN_FAMILIES', 'SEED_GNN_PRESETS', 'GNN_PRESETS', 'GNN_ARCHITECTURES', 'visible_rows',
-           'safe_feature_columns', 'type_categories', 'edge_features', 'graph_kind', 'account_node_features',
-           'build_account_graph', 'build_tx_graph', 'visible_graph', 'GNNConfig', 'gnn_config', 'mean_adjacency',
-           'GraphInputs', 'node_edge_means', 'graph_inputs', 'GraphSAGEEncoder', 'gnn_architecture', 'GNNEncoder',
-           'sampling_graph', 'subgraph_inputs', 'train_gnn_encoder', 'split_graphs', 'graph_embeddings']
+__all__ = ['GRAPH_VISIBILITY', 'GRAPH_BLOCKS', 'GNN_FAMILIES', 'SEED_GNN_PRESETS', 'GNN_PRESETS', 'GNN_ARCHITECTURES',
+           'visible_rows', 'embedding_blocks', 'prior_rows', 'safe_feature_columns', 'type_categories', 'edge_features',
+           'graph_kind', 'account_node_features', 'build_account_graph', 'build_tx_graph', 'visible_graph', 'GNNConfig',
+           'gnn_config', 'mean_adjacency', 'GraphInputs', 'node_edge_means', 'graph_inputs', 'GraphSAGEEncoder',
+           'gnn_architecture', 'GNNEncoder', 'sampling_graph', 'subgraph_inputs', 'train_gnn_encoder', 'split_graphs',
+           'graph_embeddings']
 
 # %% ../nbs/03_graph_view.ipynb #8f8cd1c3
 GRAPH_VISIBILITY = {name: SPLITS[:i + 1] for i, name in enumerate(SPLITS)}   # a split sees itself and every earlier one
@@ -50,6 +51,19 @@ def visible_rows(split, scoring: str) -> np.ndarray:
     "Bool mask of the transactions whose structure a row of split `scoring` may see."
     if scoring not in GRAPH_VISIBILITY: raise ValueError(f'scoring split must be one of {list(SPLITS)}, found {scoring!r}.')
     return visible_mask(np.asarray(split).astype(str), scoring)
+
+GRAPH_BLOCKS = 4   # refreshes per split: its rows are embedded in this many consecutive blocks, each from the graph before it
+
+def embedding_blocks(split, blocks: int = GRAPH_BLOCKS) -> list[tuple[str, np.ndarray]]:
+    "(split name, rows) of each embedding block in time order: every split's rows cut into `blocks` runs of consecutive rows."
+    if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)) or blocks < 1:
+        raise ValueError(f'blocks must be a whole number >= 1 (graph refreshes per split), got {blocks!r}.')
+    split = np.asarray(split).astype(str)
+    return [(name, part) for name in SPLITS for part in np.array_split(np.flatnonzero(split == name), blocks) if len(part)]
+
+def prior_rows(split, scoring: str, first_row: int) -> np.ndarray:
+    "Bool mask of the rows a block of split `scoring` that starts at row `first_row` is embedded from: visible to it, and earlier."
+    return visible_rows(split, scoring) & (np.arange(len(split)) < first_row)
 
 # %% ../nbs/03_graph_view.ipynb #0bfea6b8
 _NEVER_FEATURES = ('tx_id', 'src', 'dst', 'label')
@@ -525,14 +539,14 @@ def train_gnn_encoder(tx: Transactions, split, preset: str = 'MultiPNA_L2_H64', 
     return encoder.eval(), history
 
 # %% ../nbs/03_graph_view.ipynb #5c3f03f5
-def _context_mask(graph: Data, tx: Transactions, kind: str, rows: np.ndarray) -> np.ndarray:
-    "True where the graph shows something beyond the row's own transaction."
+def _context_mask(graph: Data, tx: Transactions, kind: str, rows: np.ndarray, own_edges: bool = True) -> np.ndarray:
+    "True where the graph shows something beyond the row's own transaction (`own_edges`: the rows' edges are in `graph`)."
     n = graph.num_nodes
     src, dst = graph.edge_index.numpy()
     degree = np.bincount(src, minlength=n) + np.bincount(dst, minlength=n)
     if kind == 'tx': return degree[rows] > 0
     s, d = tx.frame['src'].to_numpy()[rows], tx.frame['dst'].to_numpy()[rows]
-    return degree[s] + degree[d] - 2 > 0  # the row's own edge adds one at each end (two at a self-loop's one node)
+    return degree[s] + degree[d] - 2 * own_edges > 0  # an own edge adds one at each end (two at a self-loop's one node)
 
 def _embedding_inputs(encoder: GNNEncoder, tx: Transactions, split) -> tuple[np.ndarray, str, tuple | None]:
     "(split, graph kind, edge features) for embedding `tx` with `encoder`, refused if the encoder was trained on another graph or features."
@@ -545,23 +559,29 @@ def _embedding_inputs(encoder: GNNEncoder, tx: Transactions, split) -> tuple[np.
         raise ValueError(f'encoder expects features {expected} but source {tx.source!r} gives {names}; embed the table it was trained for (same types and feature_columns).')
     return split, kind, feats
 
-def split_graphs(tx: Transactions, split: np.ndarray, feats):
-    "(rows, visible graph) of each non-empty split in turn: the graph a split's rows are embedded with."
-    for scoring in SPLITS:
-        rows = np.flatnonzero(split == scoring)
-        if len(rows): yield rows, visible_graph(tx, split, scoring, feats)
+def split_graphs(tx: Transactions, split: np.ndarray, feats, blocks: int = GRAPH_BLOCKS):
+    "(rows, graph, whether the rows' own edges are in it) of each block in time order: the graph a block's rows are embedded with."
+    if graph_kind(tx) == 'tx':                  # a transaction is a node: it is embedded inside its split's visible graph
+        for scoring in SPLITS:
+            rows = np.flatnonzero(split == scoring)
+            if len(rows): yield rows, visible_graph(tx, split, scoring, feats), True
+        return
+    feats = feats if feats is not None else edge_features(tx)
+    for scoring, rows in embedding_blocks(split, blocks):
+        yield rows, _account_graph(tx, prior_rows(split, scoring, rows[0]), *feats), False
 
-def graph_embeddings(encoder: GNNEncoder, tx: Transactions, split, device='auto', chunk_rows: int = 1_000_000) -> tuple[np.ndarray, np.ndarray]:
-    "(emb float32 [N, emb_dim], gnn_mask bool [N]) for every row of `tx.frame`, each embedded with its split's visible graph."
+def graph_embeddings(encoder: GNNEncoder, tx: Transactions, split, device='auto', chunk_rows: int = 1_000_000,
+                     blocks: int = GRAPH_BLOCKS) -> tuple[np.ndarray, np.ndarray]:
+    "(emb float32 [N, emb_dim], gnn_mask bool [N]) for every row of `tx.frame`, each embedded from the graph before its block."
     (split, kind, feats), device = _embedding_inputs(encoder, tx, split), _gnn_device(device)
     emb = np.zeros((len(tx.frame), encoder.emb_dim), dtype=np.float32)
     gnn_mask = np.zeros(len(tx.frame), dtype=bool)
     encoder = encoder.to(device).eval()
     with torch.no_grad():
-        for rows, graph in split_graphs(tx, split, feats):
+        for rows, graph, own_edges in split_graphs(tx, split, feats, blocks):
             h = encoder.gnn(graph_inputs(graph, device))
             for start in range(0, len(rows), chunk_rows):
                 part = rows[start:start + chunk_rows]
                 emb[part] = encoder.embed(h, *_rows_on(tx, kind, part, feats[0] if feats else None, device)).float().cpu().numpy()
-            gnn_mask[rows] = _context_mask(graph, tx, kind, rows)
+            gnn_mask[rows] = _context_mask(graph, tx, kind, rows, own_edges)
     return emb, gnn_mask

@@ -20,7 +20,7 @@ with warnings.catch_warnings():   # torch_geometric imports tqdm.auto, which war
 from .layers import FastDropout
 from .sampling import neighbor_sampler
 from .splits import SPLITS
-from .graph_view import (GNNConfig, GraphInputs, GNN_ARCHITECTURES, GNNEncoder, edge_features, graph_kind, visible_graph,
+from .graph_view import (GRAPH_BLOCKS, GNNConfig, GraphInputs, GNN_ARCHITECTURES, GNNEncoder, edge_features, graph_kind, visible_graph,
                                   sampling_graph, subgraph_inputs, split_graphs, _embedding_inputs, _gnn_device, _sampled_batches, _context_mask)
 from .transactions import Transactions
 
@@ -281,17 +281,17 @@ MultiGNNEncoder.forward = _forward      # `_pyg_forward` stays: other devices ru
 
 # %% ../nbs/03b_multignn.ipynb #mg041
 def sampled_graph_embeddings(encoder: GNNEncoder, tx: Transactions, split, fanout: list[int], batch_size: int = 4096,
-                             device='auto', seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    "`graph_embeddings` on sampled subgraphs: each batch of a split's rows on its own sample of that split's visible graph, endpoints marked (ego ids)."
+                             device='auto', seed: int = 0, blocks: int = GRAPH_BLOCKS) -> tuple[np.ndarray, np.ndarray]:
+    "`graph_embeddings` on sampled subgraphs: each batch of a block's rows on its own sample of the graph before the block, endpoints marked (ego ids)."
     (split, kind, feats), device = _embedding_inputs(encoder, tx, split), _gnn_device(device)
     emb, gnn_mask = np.zeros((len(tx.frame), encoder.emb_dim), dtype=np.float32), np.zeros(len(tx.frame), dtype=bool)
     encoder = encoder.to(device).eval()
     with torch.no_grad():
-        for rows, graph in split_graphs(tx, split, feats):
+        for rows, graph, own_edges in split_graphs(tx, split, feats, blocks):
             data = sampling_graph(graph)
             for batch, position, seeds in _sampled_batches(tx, kind, data, neighbor_sampler(data, fanout, seed=seed), fanout, rows, batch_size):
                 r = rows[position.numpy()]
                 extra = (torch.from_numpy(feats[0][r]).to(device),) if kind == 'account' else ()
                 emb[r] = encoder.embed(encoder.gnn(subgraph_inputs(batch, device)), *(s.to(device) for s in seeds), *extra).float().cpu().numpy()
-            gnn_mask[rows] = _context_mask(graph, tx, kind, rows)
+            gnn_mask[rows] = _context_mask(graph, tx, kind, rows, own_edges)
     return emb, gnn_mask

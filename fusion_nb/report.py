@@ -439,10 +439,24 @@ def _verdict_lines(results: dict, v: dict | None, plots) -> list[str]:
     return out
 
 FEW_FRAUD = 30   # a split with fewer fraud rows than this gets a warning in summary.md (choices and intervals rest on them)
-GRAPH_VIEW_NOTE = ("Graph view: each split's graph embeddings come from the account graph of that split and the earlier ones, "
-                   'including transactions later in the same split (transductive, as GNN fraud studies usually evaluate). A '
-                   'deployed scorer knows only earlier transactions and gives accounts it has not seen a cold-start state '
-                   '(`fusion-nb score`), so online figures of the graph view can be lower than these test figures.')
+GRAPH_VIEW_NOTE = ('Graph view: each split was embedded in {blocks} consecutive blocks, each from the account graph of the '
+                   'transactions before the block (no row sees its own edge or a later one); these are the figures of a '
+                   'deployment that refreshes its graph state (`fusion-nb refresh`) {blocks} times per period. Accounts '
+                   'first seen inside a block read the cold-start state until the next block, as in `fusion-nb score`.')
+GRAPH_VIEW_NOTES = dict(
+    tx="Graph view: a transaction graph (Elliptic), where a transaction is a node: each split's rows are embedded inside "
+       'the graph of that split and the earlier ones, later transactions of the same split included.',
+    whole_split="Graph view: these embeddings were made before 2026-12-03 (no `graph_blocks` in their settings): each split's "
+                'rows read the graph of the whole split, their own edges and later transactions included; a deployed scorer '
+                'knows only earlier transactions, so its figures can be far lower.')
+
+def _graph_note(data: dict) -> list[str]:
+    "How the run's graph embeddings were made: from the graph before each block (as deployed), or not."
+    views = data.get('views')
+    if not views: return []
+    if data.get('source') == 'elliptic': return [GRAPH_VIEW_NOTES['tx']]
+    blocks = views.get('graph_blocks') if isinstance(views, dict) else None
+    return [GRAPH_VIEW_NOTE.format(blocks=blocks) if blocks else GRAPH_VIEW_NOTES['whole_split']]
 
 def _split_notes(data: dict) -> list[str]:
     "Rows and fraud per split, a warning for splits with few fraud rows, and how test graph embeddings were made."
@@ -453,8 +467,7 @@ def _split_notes(data: dict) -> list[str]:
     if few:
         out.append(f"**Few fraud rows in {', '.join(few)}**: the model choice and the threshold (validation) and the test "
                    f"figures and intervals rest on fewer than {FEW_FRAUD} fraud rows each; read them as rough.")
-    if data.get('views'): out.append(GRAPH_VIEW_NOTE)
-    return out
+    return out + _graph_note(data)
 
 def _summary_text(results: dict, predictions: dict | None, verdict_result: dict | None, budgets, plots) -> str:
     table = results_table(results)

@@ -159,6 +159,8 @@ RESULTS_SCHEMA = {
                                   'patterns': {'type': ['string', 'null'], 'description': 'AMLworld pattern file (recall by typology)'},
                                   'oof_folds': {'type': 'integer', 'minimum': 0, 'not': {'const': 1},
                                                 'description': '0: in-sample train embeddings; >= 2: out of fold over that many time folds'},
+                                  'graph_blocks': {'type': 'integer', 'minimum': 1,
+                                                   'description': 'graph refreshes per split (each block embedded from the graph before it)'},
                                   'gnn_fanout': {'type': ['string', 'null']}, 'nrows': {'type': ['integer', 'null'], 'minimum': 1},
                                   'threads': {'type': 'integer', 'minimum': 0}}},
         'dataset': {'type': 'object', 'required': ['n', 'rows', 'fingerprint'],

@@ -53,6 +53,7 @@ class ViewsConfig:
     max_seq_train_rows: int | None = _SEQ['max_train_rows']   # labelled rows the sequence encoder trains on at most
     seed: int = _GNN['seed']               # seeds both encoders
     oof_folds: int = 0                     # >= 2: train rows embedded out of fold (encoders cross-fitted on time folds); 0: in-sample
+    graph_blocks: int = _defaults(graph_embeddings)['blocks']   # graph refreshes per split: each block embedded from the graph before it
     device: str = _GNN['device']
 
     def sampled_embeddings(self) -> bool:
@@ -74,7 +75,7 @@ def default_split(tx: Transactions) -> np.ndarray:
     return elliptic_split(tx) if tx.source == 'elliptic' else temporal_split(tx)
 
 # %% ../nbs/05a_views.ipynb #f0a1b2c3
-VIEWS_VERSION = 2   # bump when a change to the encoders or to view building changes the embeddings they compute
+VIEWS_VERSION = 3   # 3: graph embeddings from the graph before each block (was: the split's whole graph); bump when a change to the encoders or to view building changes the embeddings they compute
 
 def _code_version() -> str:
     "The version of the code that computes the views: the package release and `VIEWS_VERSION`."
@@ -90,8 +91,8 @@ def _train_graph_encoder(tx: Transactions, split, config: ViewsConfig, progress:
 
 def _graph_embeddings(encoder: GNNEncoder, tx: Transactions, split, config: ViewsConfig) -> tuple[np.ndarray, np.ndarray]:
     "Every row's graph embedding as `config` trained the encoder: on sampled subgraphs for a sampled Multi-GNN, else the full graph."
-    if not config.sampled_embeddings(): return graph_embeddings(encoder, tx, split, device=config.device)
-    return sampled_graph_embeddings(encoder, tx, split, fanout=[int(f) for f in config.gnn_fanout],
+    if not config.sampled_embeddings(): return graph_embeddings(encoder, tx, split, device=config.device, blocks=config.graph_blocks)
+    return sampled_graph_embeddings(encoder, tx, split, fanout=[int(f) for f in config.gnn_fanout], blocks=config.graph_blocks,
                                     batch_size=config.gnn_batch_size, device=config.device, seed=config.seed)
 
 def _train_sequence(tx: Transactions, histories, split, config: ViewsConfig, progress: bool = True):
