@@ -1,7 +1,7 @@
 """Oracle graph features on the default simulator: how separable are its graph typologies, whatever the encoder?
 
 Usage: OMP_NUM_THREADS=1 python bench/graph_oracle.py   (about 30 s)
-For each train and validation transaction, on the graph its split may see: degrees and counts at both ends, transfers
+For each train and validation transaction, on the graph of its whole split and earlier ones (later rows included: an upper bound no deployment reaches; see graph_refresh.py): degrees and counts at both ends, transfers
 into the receiver / out of the sender within +-48 h, the shortest return path receiver -> sender (cycle length), and
 2-paths between the same accounts (scatter-gather). HistGradientBoosting is fitted on the train rows and validation AP
 is printed overall and per typology (AP over that typology's fraud rows and all legitimate rows), then the median of
