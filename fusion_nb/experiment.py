@@ -126,6 +126,9 @@ class ExperimentConfig:
         for name in ('hidden_dim', 'demo_rows', 'seeds', 'n_transactions', 'gnn_epochs', 'seq_epochs', 'emb_dim', 'history_k',
                      'gnn_batch_size', 'graph_blocks'):
             if int(getattr(self, name)) < 1: raise ValueError(f'{name} must be >= 1, got {getattr(self, name)!r}.')
+        if int(self.graph_blocks) < 2:
+            raise ValueError(f'graph_blocks must be >= 2, got {self.graph_blocks!r}: the first block of the train split is embedded from '
+                             'an empty graph (every account cold), so with one block no training row would have graph context.')
         if self.nrows is not None and self.nrows < 1: raise ValueError(f'nrows must be >= 1 or None, got {self.nrows!r}.')
         self._check_split_and_patterns()
         if self.oof_folds != 0 and not (isinstance(self.oof_folds, (int, np.integer)) and self.oof_folds >= 2):

@@ -54,12 +54,18 @@ def visible_rows(split, scoring: str) -> np.ndarray:
 
 GRAPH_BLOCKS = 4   # refreshes per split: its rows are embedded in this many consecutive blocks, each from the graph before it
 
-def embedding_blocks(split, blocks: int = GRAPH_BLOCKS) -> list[tuple[str, np.ndarray]]:
-    "(split name, rows) of each embedding block in time order: every split's rows cut into `blocks` runs of consecutive rows."
+def embedding_blocks(split, blocks: int = GRAPH_BLOCKS, time=None, splits=SPLITS) -> list[tuple[str, np.ndarray]]:
+    """(split name, rows) of each embedding block in time order: each of `splits` cut into `blocks` runs of consecutive
+    rows of about equal size; with `time` (per row, in row order) no cut falls inside a timestamp (it moves back to its first row)."""
     if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)) or blocks < 1:
         raise ValueError(f'blocks must be a whole number >= 1 (graph refreshes per split), got {blocks!r}.')
-    split = np.asarray(split).astype(str)
-    return [(name, part) for name in SPLITS for part in np.array_split(np.flatnonzero(split == name), blocks) if len(part)]
+    split, out = np.asarray(split).astype(str), []
+    for name in splits:
+        rows = np.flatnonzero(split == name)
+        cuts = np.arange(1, blocks) * len(rows) // blocks
+        if time is not None and len(rows): cuts = np.searchsorted(np.asarray(time)[rows], np.asarray(time)[rows][cuts], side='left')
+        out += [(name, part) for part in np.split(rows, np.unique(cuts)) if len(part)]
+    return out
 
 def prior_rows(split, scoring: str, first_row: int) -> np.ndarray:
     "Bool mask of the rows a block of split `scoring` that starts at row `first_row` is embedded from: visible to it, and earlier."
@@ -559,26 +565,26 @@ def _embedding_inputs(encoder: GNNEncoder, tx: Transactions, split) -> tuple[np.
         raise ValueError(f'encoder expects features {expected} but source {tx.source!r} gives {names}; embed the table it was trained for (same types and feature_columns).')
     return split, kind, feats
 
-def split_graphs(tx: Transactions, split: np.ndarray, feats, blocks: int = GRAPH_BLOCKS):
-    "(rows, graph, whether the rows' own edges are in it) of each block in time order: the graph a block's rows are embedded with."
+def split_graphs(tx: Transactions, split: np.ndarray, feats, blocks: int = GRAPH_BLOCKS, splits=SPLITS):
+    "(rows, graph, whether the rows' own edges are in it) of each block of `splits` in time order: the graph its rows are embedded with."
     if graph_kind(tx) == 'tx':                  # a transaction is a node: it is embedded inside its split's visible graph
-        for scoring in SPLITS:
+        for scoring in splits:
             rows = np.flatnonzero(split == scoring)
             if len(rows): yield rows, visible_graph(tx, split, scoring, feats), True
         return
     feats = feats if feats is not None else edge_features(tx)
-    for scoring, rows in embedding_blocks(split, blocks):
+    for scoring, rows in embedding_blocks(split, blocks, tx.frame['time'].to_numpy(), splits):
         yield rows, _account_graph(tx, prior_rows(split, scoring, rows[0]), *feats), False
 
 def graph_embeddings(encoder: GNNEncoder, tx: Transactions, split, device='auto', chunk_rows: int = 1_000_000,
-                     blocks: int = GRAPH_BLOCKS) -> tuple[np.ndarray, np.ndarray]:
-    "(emb float32 [N, emb_dim], gnn_mask bool [N]) for every row of `tx.frame`, each embedded from the graph before its block."
+                     blocks: int = GRAPH_BLOCKS, splits=SPLITS) -> tuple[np.ndarray, np.ndarray]:
+    "(emb float32 [N, emb_dim], gnn_mask bool [N]) for every row of `splits` (others stay 0), each embedded from the graph before its block."
     (split, kind, feats), device = _embedding_inputs(encoder, tx, split), _gnn_device(device)
     emb = np.zeros((len(tx.frame), encoder.emb_dim), dtype=np.float32)
     gnn_mask = np.zeros(len(tx.frame), dtype=bool)
     encoder = encoder.to(device).eval()
     with torch.no_grad():
-        for rows, graph, own_edges in split_graphs(tx, split, feats, blocks):
+        for rows, graph, own_edges in split_graphs(tx, split, feats, blocks, splits):
             h = encoder.gnn(graph_inputs(graph, device))
             for start in range(0, len(rows), chunk_rows):
                 part = rows[start:start + chunk_rows]

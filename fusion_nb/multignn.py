@@ -281,13 +281,13 @@ MultiGNNEncoder.forward = _forward      # `_pyg_forward` stays: other devices ru
 
 # %% ../nbs/03b_multignn.ipynb #mg041
 def sampled_graph_embeddings(encoder: GNNEncoder, tx: Transactions, split, fanout: list[int], batch_size: int = 4096,
-                             device='auto', seed: int = 0, blocks: int = GRAPH_BLOCKS) -> tuple[np.ndarray, np.ndarray]:
+                             device='auto', seed: int = 0, blocks: int = GRAPH_BLOCKS, splits=SPLITS) -> tuple[np.ndarray, np.ndarray]:
     "`graph_embeddings` on sampled subgraphs: each batch of a block's rows on its own sample of the graph before the block, endpoints marked (ego ids)."
     (split, kind, feats), device = _embedding_inputs(encoder, tx, split), _gnn_device(device)
     emb, gnn_mask = np.zeros((len(tx.frame), encoder.emb_dim), dtype=np.float32), np.zeros(len(tx.frame), dtype=bool)
     encoder = encoder.to(device).eval()
     with torch.no_grad():
-        for rows, graph, own_edges in split_graphs(tx, split, feats, blocks):
+        for rows, graph, own_edges in split_graphs(tx, split, feats, blocks, splits):
             data = sampling_graph(graph)
             for batch, position, seeds in _sampled_batches(tx, kind, data, neighbor_sampler(data, fanout, seed=seed), fanout, rows, batch_size):
                 r = rows[position.numpy()]

@@ -17,7 +17,7 @@ import numpy as np, torch
 from . import __version__
 from .env import world, atomic_write_bytes, atomic_write_text
 from .transactions import Transactions
-from .splits import temporal_split, elliptic_split, labelled_mask, train_period, time_folds
+from .splits import SPLITS, temporal_split, elliptic_split, labelled_mask, train_period, time_folds
 from .graph_view import train_gnn_encoder, graph_embeddings, graph_kind, GNNEncoder, GNNConfig, gnn_config
 from .multignn import sampled_graph_embeddings
 from .sequence_view import (build_histories, train_sequence_encoder, sequence_embeddings, SequenceEncoder,
@@ -89,10 +89,10 @@ def _train_graph_encoder(tx: Transactions, split, config: ViewsConfig, progress:
                              fanout=None if config.gnn_fanout is None else list(config.gnn_fanout),
                              batch_size=config.gnn_batch_size, progress=progress)
 
-def _graph_embeddings(encoder: GNNEncoder, tx: Transactions, split, config: ViewsConfig) -> tuple[np.ndarray, np.ndarray]:
+def _graph_embeddings(encoder: GNNEncoder, tx: Transactions, split, config: ViewsConfig, splits=SPLITS) -> tuple[np.ndarray, np.ndarray]:
     "Every row's graph embedding as `config` trained the encoder: on sampled subgraphs for a sampled Multi-GNN, else the full graph."
-    if not config.sampled_embeddings(): return graph_embeddings(encoder, tx, split, device=config.device, blocks=config.graph_blocks)
-    return sampled_graph_embeddings(encoder, tx, split, fanout=[int(f) for f in config.gnn_fanout], blocks=config.graph_blocks,
+    if not config.sampled_embeddings(): return graph_embeddings(encoder, tx, split, device=config.device, blocks=config.graph_blocks, splits=splits)
+    return sampled_graph_embeddings(encoder, tx, split, fanout=[int(f) for f in config.gnn_fanout], blocks=config.graph_blocks, splits=splits,
                                     batch_size=config.gnn_batch_size, device=config.device, seed=config.seed)
 
 def _train_sequence(tx: Transactions, histories, split, config: ViewsConfig, progress: bool = True):
@@ -122,7 +122,7 @@ def cross_fitted_train_embeddings(tx: Transactions, split, histories, config: Vi
         gnn, _ = _train_graph_encoder(held_out, split, config, progress=False)
         mine = folds[rows] == k
         seq_out[mine] = sequence_embeddings(seq.encoder, held_out, histories, seq.features, device=config.device)[0][rows[mine]]
-        gnn_out[mine] = _graph_embeddings(gnn, held_out, split, config)[0][rows[mine]]
+        gnn_out[mine] = _graph_embeddings(gnn, held_out, split, config, splits=('train',))[0][rows[mine]]
         progress_line(f'views: train fold {k + 1}/{config.oof_folds} ({int(mine.sum()):,} rows) embedded out of fold', progress)
     return rows, gnn_out, seq_out
 
