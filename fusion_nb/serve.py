@@ -27,8 +27,8 @@ from .bundle import BUNDLE_DIR, ScoringState, load_state, check_bundle
 # %% auto #0
 __all__ = ['LOG_SYNC_MODES', 'LOG_SYNC_INTERVAL_S', 'SERVE_FOLDER', 'ServeConfig', 'transaction_schema', 'RequestError',
            'TransactionParser', 'transactions_frame', 'ServiceStartError', 'StateFolderBusy', 'LogSyncer',
-           'StateJournal', 'restore_state', 'Scorekeeper', 'MicroBatcher', 'scoring_app', 'listening_socket', 'serve',
-           'running_service', 'later_transactions']
+           'StateJournal', 'restore_state', 'Scorekeeper', 'MicroBatcher', 'stop_line', 'scoring_app',
+           'listening_socket', 'serve', 'running_service', 'later_transactions']
 
 # %% ../nbs/14b_serve.ipynb #b7ef138d
 LOG_SYNC_MODES = {      # ServeConfig.log_sync: when an accepted batch's log line reaches the disk
@@ -464,6 +464,14 @@ async def _read_body(request: Request, config: ServeConfig) -> bytes:
     return b''.join(chunks)
 
 # %% ../nbs/14b_serve.ipynb #d93c6dfb
+def stop_line(keeper: Scorekeeper) -> str:
+    "What a stopped service says: where its state went (uvicorn ends a SIGTERM'd process right after the shutdown)."
+    if keeper.broken:
+        return (f'fusion-nb serve: stopped without handing the state back ({keeper.broken}); start it again with --state-dir '
+                f'{keeper.journal.folder} to replay its log')
+    return (f'fusion-nb serve: stopped; the state ({keeper.model.state.n_rows:,} transactions) is handed back to '
+            f'{keeper.run_dir / BUNDLE_DIR}')
+
 def scoring_app(run_dir, state_dir=None, config: ServeConfig | None = None) -> FastAPI:
     "The HTTP scorer of a run, keeping its state in `state_dir` (default RUN_DIR/serve; one service per folder)."
     config = config or ServeConfig()
@@ -477,6 +485,7 @@ def scoring_app(run_dir, state_dir=None, config: ServeConfig | None = None) -> F
         batcher.start()
         yield
         await batcher.stop()
+        if getattr(app.state, 'announce_stop', False): print(stop_line(keeper), flush=True)   # the CLI says where the state went
 
     app = FastAPI(title='fusion_nb scorer', lifespan=lifespan)
     app.state.keeper = keeper
@@ -536,6 +545,7 @@ def serve(run_dir,                     # a run folder with a model bundle (RUN_D
     try:
         with torch_threads(config.threads):
             app = scoring_app(run_dir, state_dir, config)
+            app.state.announce_stop = True
             gc.collect(); gc.freeze()   # the loaded model and state are permanent: no collection walks them again
             print(f'fusion-nb serve: scoring with {run_dir} on http://{host}:{port} (POST /score, GET /health); '
                   'Ctrl-C stops', flush=True)
