@@ -120,7 +120,7 @@ class ExperimentConfig:
 
     def validate(self) -> ExperimentConfig:
         "Check every setting the run will use, before any data is read; each rule is checked by the object that owns it."
-        self._check_types()                                  # what no owner checks: counts whole, numbers numbers, switches True/False
+        self._check_numbers()                                # text where a number goes fails inside the rules below
         if self.dataset not in DATASETS:
             raise ValueError(f'dataset={self.dataset!r} is not one of {list(DATASETS)}.')
         self._check_data_source()
@@ -140,6 +140,7 @@ class ExperimentConfig:
                              f'train with seeds seed .. seed+seeds-1, and NumPy takes seeds below 2**32.')
         auto_threads(torch.device('cpu'), self.threads)      # 00_env owns the thread rule (a count, or 0 for auto)
         head_workers(self.head_workers, 1)                   # 07c_workers owns the worker rule (a count, or 0 for auto)
+        self._check_types()                                  # what no owner checked: counts whole, switches True/False
         for name in resolve_models(self.model):              # an unknown head name; each head's own width rules (shapes only)
             try:
                 with torch.device('meta'): self.head(name, 1, 1)
@@ -168,6 +169,11 @@ class ExperimentConfig:
                     raise ValueError(f'{f.name} must be a whole number, got {value!r}.')
             if f.type == 'bool' and not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f'{f.name} must be True or False, got {value!r}.')
+
+    def _check_numbers(self):
+        "A number where a number goes (papermill passes whatever it is given)."
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
             if f.type == 'float' and (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating))):
                 raise ValueError(f'{f.name} must be a number, got {value!r}' + (' (text: pass the number itself)' if isinstance(value, str) else '') + '.')
 

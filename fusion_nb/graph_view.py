@@ -449,16 +449,17 @@ class _GnnRun:
     world_size: int = 1
     rank: int = 0
     inputs: GraphInputs | None = None   # full-batch: the whole train graph
+    blocks: list | None = None      # full-batch in blocks: (positions in `rows`, inputs of the graph before the block) per block
     data: Data | None = None        # sampled: the sampling graph, its sampler, fan-outs and batch size
     sampler: object = None
     fanout: list | None = None
     batch_size: int = 4096
 
-def _full_batch_epoch(run: _GnnRun, pick: np.ndarray) -> tuple:
-    "One step on the whole train graph with this rank's share of `pick`: (loss sum, weight sum, labels, scores)."
+def _full_batch_epoch(run: _GnnRun, pick: np.ndarray, inputs: GraphInputs | None = None) -> tuple:
+    "One step on graph `inputs` (default the whole train graph) with this rank's share of `pick`: (loss sum, weight sum, labels, scores)."
     mine = shard_rows(pick, run.rank, run.world_size)
     y = torch.from_numpy(run.y_all[mine]).to(run.device)
-    logits = run.model(run.inputs, *_rows_on(run.tx, run.kind, run.rows[mine], run.feats[0] if run.feats else None, run.device))
+    logits = run.model(inputs or run.inputs, *_rows_on(run.tx, run.kind, run.rows[mine], run.feats[0] if run.feats else None, run.device))
     loss_sum, weight_sum = run.step(logits, y)
     return loss_sum, weight_sum, [run.y_all[mine]], [logits.detach()[:, 1].float().cpu().numpy()]
 
@@ -478,16 +479,25 @@ def _sampled_epoch(run: _GnnRun, order: np.ndarray) -> tuple:
         seen_y.append(label[r]); seen_score.append(logits.detach()[:, 1].float().cpu().numpy())
     return loss_sum, weight_sum, seen_y, seen_score
 
+def training_blocks(tx: Transactions, split, rows: np.ndarray, feats: tuple, blocks: int, device) -> list:
+    "(positions in loss `rows`, inputs of the graph before the block) of each train block with loss rows: trained as it will be embedded."
+    out = []
+    for _, block in embedding_blocks(split, blocks, tx.frame['time'].to_numpy(), ('train',)):
+        positions = np.arange(np.searchsorted(rows, block[0]), np.searchsorted(rows, block[-1], side='right'))
+        if len(positions): out.append((positions, graph_inputs(_account_graph(tx, prior_rows(split, 'train', block[0]), *feats), device)))
+    return out
+
 def _gnn_epochs(run: _GnnRun, encoder: nn.Module, epochs: int, max_loss_rows: int, pick_rng: torch.Generator,
                 tick: EpochTicker) -> dict:
     "Train `epochs` epochs (an epoch line now and then from `tick`); the history: weighted-mean loss over all ranks, this rank's train AP, seconds."
     history = dict(loss=[], train_ap=[], seconds=[])
-    for _ in range(epochs):
+    for epoch in range(epochs):
         start = time.perf_counter()
-        pick = (torch.randperm(len(run.rows), generator=pick_rng)[:max_loss_rows].sort().values.numpy()
-                if len(run.rows) > max_loss_rows else np.arange(len(run.rows)))
+        positions, inputs = run.blocks[epoch % len(run.blocks)] if run.blocks else (np.arange(len(run.rows)), None)
+        pick = (positions[torch.randperm(len(positions), generator=pick_rng)[:max_loss_rows].sort().values.numpy()]
+                if len(positions) > max_loss_rows else positions)
         encoder.train()
-        if run.data is None: loss_sum, weight_sum, seen_y, seen_score = _full_batch_epoch(run, pick)
+        if run.data is None: loss_sum, weight_sum, seen_y, seen_score = _full_batch_epoch(run, pick, inputs)
         else: loss_sum, weight_sum, seen_y, seen_score = _sampled_epoch(run, pick[torch.randperm(len(pick), generator=pick_rng).numpy()])
         if run.world_size > 1:
             total = torch.tensor(loss_sum, dtype=torch.float64, device=run.device)
@@ -500,12 +510,18 @@ def _gnn_epochs(run: _GnnRun, encoder: nn.Module, epochs: int, max_loss_rows: in
     return history
 
 # %% ../nbs/03_graph_view.ipynb #a00ec575
+def _training_mode(kind: str, fanout, batch_size: int, blocks: int):
+    "How the encoder is trained, as its meta records it."
+    if fanout is not None: return dict(fanout=[int(f) for f in fanout], batch_size=batch_size)
+    return f'full-batch in {blocks} blocks' if kind == 'account' and blocks > 1 else 'full-batch'
+
 def train_gnn_encoder(tx: Transactions, split, preset: str = 'MultiPNA_L2_H64', emb_dim: int = 32, epochs: int = 100,
                       lr: float = 5e-3, seed: int = 0, device='auto', dropout: float = GNNConfig.dropout, weight_decay: float = 1e-4,
                       max_loss_rows: int = 262_144, fanout: list[int] | None = None, batch_size: int = 4096,
+                      blocks: int = GRAPH_BLOCKS,   # full-batch account graphs: each epoch one train block on the graph before it; 1: the whole train graph
                       progress: bool = True,   # print one line when training ends, and an epoch line now and then (rank 0 only)
                      ) -> tuple[GNNEncoder, dict]:
-    "Train a GNN encoder on the train-period graph with train labels only (full-batch, or sampled mini-batches with `fanout`); returns (encoder, history)."
+    "Train a GNN encoder on the train period with train labels only (full-batch in blocks as it embeds, or sampled mini-batches with `fanout`); returns (encoder, history)."
     began = time.perf_counter()
     split, config, device = _check_split(tx, split), gnn_config(preset, dropout), _gnn_device(device)
     if fanout is not None and len(fanout) != config.layers:
@@ -524,7 +540,7 @@ def train_gnn_encoder(tx: Transactions, split, preset: str = 'MultiPNA_L2_H64', 
     meta = dict(preset=config.name, kind=kind, emb_dim=emb_dim, epochs=epochs, lr=lr, seed=seed, source=tx.source,
                 node_feature_names=list(graph.node_feature_names), edge_feature_names=list(graph.edge_feature_names),
                 train_rows=int(len(rows)), train_fraud=int(y_all.sum()), graph_visibility={k: list(v) for k, v in GRAPH_VISIBILITY.items()},
-                training='full-batch' if fanout is None else dict(fanout=[int(f) for f in fanout], batch_size=batch_size), world_size=world_size)
+                training=_training_mode(kind, fanout, batch_size, blocks), world_size=world_size)
     encoder = GNNEncoder(kind, graph.x.shape[1], edge_dim, config, emb_dim, meta).to(device)
     model = encoder if world_size == 1 else wrap_ddp(encoder, device, find_unused=True)   # rank 0's weights on every rank; a
                                                                                 # Multi-GNN's last edge update feeds no loss
@@ -532,7 +548,10 @@ def train_gnn_encoder(tx: Transactions, split, preset: str = 'MultiPNA_L2_H64', 
     criterion = FocalLoss(class_weights(y_all), gamma=0).to(device)             # class-weighted cross-entropy
     step = logits_step(criterion, adamw(encoder.parameters(), lr, weight_decay), encoder.parameters(), world_size=world_size)
     run = _GnnRun(model, step, tx, kind, rows, y_all, feats, device, world_size, rank)
-    if fanout is None: run.inputs = graph_inputs(graph, device)
+    if fanout is None and kind == 'account' and blocks > 1:
+        if hasattr(encoder.gnn, '_fit_degrees'): encoder.gnn.train()._fit_degrees(graph.edge_index.to(device), graph.num_nodes)   # PNA: the whole graph's
+        run.blocks = training_blocks(tx, split, rows, feats, blocks, device)
+    elif fanout is None: run.inputs = graph_inputs(graph, device)
     else:
         run.data, run.fanout, run.batch_size = sampling_graph(graph), fanout, batch_size
         run.sampler = neighbor_sampler(run.data, fanout, seed=rank_seed(seed, rank))

@@ -87,7 +87,7 @@ def _train_graph_encoder(tx: Transactions, split, config: ViewsConfig, progress:
     return train_gnn_encoder(*train_period(tx, split), preset=config.gnn_preset, emb_dim=config.emb_dim,
                              epochs=config.gnn_epochs, lr=config.gnn_lr, seed=config.seed, device=config.device,
                              fanout=None if config.gnn_fanout is None else list(config.gnn_fanout),
-                             batch_size=config.gnn_batch_size, progress=progress)
+                             batch_size=config.gnn_batch_size, blocks=config.graph_blocks, progress=progress)
 
 def _graph_embeddings(encoder: GNNEncoder, tx: Transactions, split, config: ViewsConfig, splits=SPLITS) -> tuple[np.ndarray, np.ndarray]:
     "Every row's graph embedding as `config` trained the encoder: on sampled subgraphs for a sampled Multi-GNN, else the full graph."
