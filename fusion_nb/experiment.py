@@ -125,7 +125,7 @@ class ExperimentConfig:
             raise ValueError(f'dataset={self.dataset!r} is not one of {list(DATASETS)}.')
         self._check_data_source()
         for name in ('hidden_dim', 'demo_rows', 'seeds', 'n_transactions', 'gnn_epochs', 'seq_epochs', 'emb_dim', 'history_k',
-                     'gnn_batch_size', 'graph_blocks'):
+                     'gnn_batch_size'):
             if int(getattr(self, name)) < 1: raise ValueError(f'{name} must be >= 1, got {getattr(self, name)!r}.')
         if int(self.graph_blocks) < 2:
             raise ValueError(f'graph_blocks must be >= 2, got {self.graph_blocks!r}: the first block of the train split is embedded from '

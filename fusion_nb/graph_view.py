@@ -63,7 +63,7 @@ def embedding_blocks(split, blocks: int = GRAPH_BLOCKS, time=None, splits=SPLITS
     for name in splits:
         rows = np.flatnonzero(split == name)
         cuts = np.arange(1, blocks) * len(rows) // blocks
-        if time is not None and len(rows): cuts = np.searchsorted(np.asarray(time)[rows], np.asarray(time)[rows][cuts], side='left')
+        if time is not None and len(rows): t = np.asarray(time)[rows]; cuts = np.searchsorted(t, t[cuts], side='left')
         out += [(name, part) for part in np.split(rows, np.unique(cuts)) if len(part)]
     return out
 
